@@ -50,6 +50,11 @@ typedef enum kv_code {
     KV_ERR_NOT_A_STORE,     /* kv_open: the directory holds something that is not a kvstore */
     KV_ERR_LAYOUT,          /* kv_open: written by an incompatible layout version */
     KV_ERR_CORRUPT,         /* kv_open or a read: the data does not decode */
+    /* Added after the first draft (appended so earlier values stay stable): */
+    KV_ERR_KEY_NOT_FOUND,   /* INVALID_ARGUMENT "etcdserver: key not found" (ignore_value/lease on a
+                               missing key; an empty RequestOp inside a txn) */
+    KV_ERR_VALUE_PROVIDED,  /* INVALID_ARGUMENT "etcdserver: value is provided" (ignore_value + value) */
+    KV_ERR_LEASE_PROVIDED,  /* INVALID_ARGUMENT "etcdserver: lease is provided" (ignore_lease + lease) */
 } kv_code;
 
 typedef struct kv_err {

@@ -1,0 +1,193 @@
+/* kv_internal.h — shared internals of the MVCC engine: the store object, the LMDB layout, the
+ * record codec and the range scanner used by reads, txns and the change feed.
+ *
+ * LMDB layout (layout version KV_LAYOUT_VERSION; one environment, four named databases):
+ *   "meta": "magic" -> "relistlab-kvstore", "layout" -> u32 BE, "ids" -> cluster u64 BE + member
+ *           u64 BE, "state" -> {revision, compact_revision, compact_finished} as i64 BE,
+ *           "compact_key" -> user key up to which the running physical compaction got (absent =
+ *           start from the first key).
+ *   "hist": 16-byte BE {main, sub} -> 1 flag byte (bit 0 = tombstone) + encoded mvccpb.KeyValue.
+ *           Keys only ever grow, so every write is an MDB_APPEND.
+ *   "cur":  user key -> encoded KeyValue of the latest live version. A LIST at the current
+ *           revision is one cursor scan handing out these bytes; deleted keys are absent.
+ *   "kidx": user key -> DUPSORT|DUPFIXED 17-byte {main BE, sub BE, flag} (the key index, every
+ *           revision the key has in "hist"): historical reads, prev_kv, compaction.
+ * The current revision and compaction state live in the same "state" record, so a reader's
+ * snapshot always pairs data with the revision it belongs to; atomics mirror it for callers that
+ * need no snapshot (headers, status).
+ */
+#ifndef RELIST_KV_INTERNAL_H
+#define RELIST_KV_INTERNAL_H
+
+#include <lmdb.h>
+#include <stdatomic.h>
+
+#include "kv.h"
+
+#define KV_LAYOUT_VERSION 1u
+#define KV_MAGIC          "relistlab-kvstore"
+#define KV_REV_LEN        16
+#define KV_IDX_LEN        17
+#define KV_FLAG_TOMBSTONE 1u
+
+struct kv_store {
+    MDB_env *env;
+    MDB_dbi meta, hist, cur, kidx;
+    bool no_sync;
+    uint64_t cluster_id, member_id;
+    _Atomic int64_t rev, compact_rev, compact_finished;
+    char *path; /* data.mdb, for the file size in kv_status */
+
+    kv_lease_exists_fn lease_fn;
+    void *lease_ud;
+    kv_commit_fn commit_fn;
+    void *commit_ud;
+};
+
+/* ---- errors ---- */
+int kv_seterr(kv_err *err, kv_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int kv_mdb_err(kv_err *err, int rc, const char *what); /* maps an LMDB error, returns the code */
+
+/* ---- revision and record codec (kv_codec.c) ---- */
+typedef struct kv_rev {
+    int64_t main, sub;
+} kv_rev;
+
+void kv_rev_put(uint8_t out[KV_REV_LEN], int64_t main, int64_t sub);
+kv_rev kv_rev_get(const uint8_t *in);
+void kv_u64_put(uint8_t *out, uint64_t v);
+uint64_t kv_u64_get(const uint8_t *in);
+
+/* A decoded mvccpb.KeyValue whose key and value point into the encoded bytes. */
+typedef struct kv_rec {
+    const uint8_t *key;
+    size_t key_len;
+    int64_t create, mod, version, lease;
+    const uint8_t *value;
+    size_t value_len;
+} kv_rec;
+
+int kv_rec_decode(const uint8_t *p, size_t n, kv_rec *r); /* 0, or -1 when it does not decode */
+size_t kv_rec_size(const kv_rec *r);                      /* encoded length */
+size_t kv_rec_encode(const kv_rec *r, uint8_t *out);      /* writes kv_rec_size bytes */
+int kv_bytes_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn);
+
+/* etcd's range rules: range_end empty = key alone, "\0" = every key >= key, else [key, end). */
+typedef struct kv_keyrange {
+    const uint8_t *key, *end;
+    size_t key_len, end_len;
+    bool single, from_key;
+} kv_keyrange;
+
+kv_keyrange kv_keyrange_make(const uint8_t *key, size_t key_len, const uint8_t *end,
+                             size_t end_len);
+bool kv_keyrange_has(const kv_keyrange *kr, const uint8_t *k, size_t n);
+/* True when k is beyond the range (scans in key order stop there). */
+bool kv_keyrange_past(const kv_keyrange *kr, const uint8_t *k, size_t n);
+
+/* A growable malloc'd byte buffer (writer scratch, event bytes). */
+typedef struct kv_buf {
+    uint8_t *p;
+    size_t len, cap;
+} kv_buf;
+int kv_buf_reserve(kv_buf *b, size_t extra);
+void kv_buf_free(kv_buf *b);
+
+/* ---- keys at a revision (kv_scan.c) ---- */
+
+/* Walks the keys of a range as they were at revision `rev`, in key order: from "cur" when `rev`
+ * is the snapshot's current revision, otherwise from the key index: a key unchanged since rev
+ * reads its record from "cur" (followed in key order), an older one costs a "hist" lookup. */
+typedef struct kv_scan {
+    kv_store *s;
+    MDB_txn *txn;
+    MDB_cursor *c;
+    MDB_cursor *cc; /* historical mode: follows "cur" for keys unchanged since rev */
+    kv_keyrange kr;
+    int64_t rev;
+    bool historical, started, done, cc_pos;
+} kv_scan;
+
+int kv_scan_open(kv_scan *it, kv_store *s, MDB_txn *txn, const kv_keyrange *kr, int64_t rev,
+                 bool current, kv_err *err);
+/* 1 with the record (kv/len valid until the txn writes or ends; NULL when !need_value in the
+ * historical mode), 0 at the end, <0 on error (err set). */
+int kv_scan_next(kv_scan *it, bool need_value, const uint8_t **kv, size_t *len, kv_err *err);
+void kv_scan_close(kv_scan *it);
+
+/* The latest revision of `key` at or below `rev` in the key index. 1 found (idx = 17 bytes),
+ * 0 none, <0 error. */
+int kv_kidx_at(kv_store *s, MDB_txn *txn, const uint8_t *key, size_t key_len, int64_t rev,
+               uint8_t idx[KV_IDX_LEN], kv_err *err);
+/* Reads a "hist" record: flag byte and the encoded KeyValue. */
+int kv_hist_get(kv_store *s, MDB_txn *txn, int64_t main, int64_t sub, unsigned *flag,
+                const uint8_t **kv, size_t *len, kv_err *err);
+
+/* ---- range (kv_range.c) ---- */
+
+typedef int (*kv_emit_fn)(void *ud, const uint8_t *kv, size_t len, const kv_rec *rec);
+
+typedef struct kv_range_out {
+    int64_t count;
+    bool more;
+    size_t kvs, kv_bytes;
+} kv_range_out;
+
+/* etcd's Range on a snapshot whose current revision is `cur_rev` (the header revision). */
+int kv_range_run(kv_store *s, MDB_txn *txn, const Etcdserverpb__RangeRequest *req, int64_t cur_rev,
+                 int64_t compact_rev, kv_emit_fn emit, void *ud, kv_range_out *out, kv_err *err);
+/* Builds a RangeResponse in the arena (header: revision only unless `top`). */
+int kv_range_build(kv_store *s, MDB_txn *txn, const Etcdserverpb__RangeRequest *req,
+                   int64_t cur_rev, int64_t compact_rev, kv_arena *a, bool top,
+                   Etcdserverpb__RangeResponse **out, kv_err *err);
+Mvccpb__KeyValue *kv_arena_kv(kv_arena *a, const kv_rec *r, bool keys_only);
+void *kv_arena_dup(kv_arena *a, const void *p, size_t n);
+
+/* ---- meta (kv_store.c) ---- */
+int kv_meta_put_state(kv_store *s, MDB_txn *txn, int64_t rev, int64_t compact_rev,
+                      int64_t compact_finished, kv_err *err);
+int kv_meta_get_state(kv_store *s, MDB_txn *txn, int64_t *rev, int64_t *compact_rev,
+                      int64_t *compact_finished, kv_err *err);
+int kv_read_begin(kv_store *s, MDB_txn **txn, int64_t *rev, int64_t *compact_rev, kv_err *err);
+
+/* ---- writes (kv_write.c, kv_txn.c) ---- */
+
+/* One change of a commit, kept for the commit callback (offsets into wctx.evbytes). */
+typedef struct kv_evrec {
+    int type;
+    int64_t main, sub;
+    size_t kv_off, kv_len, prev_off, prev_len;
+    bool has_prev;
+} kv_evrec;
+
+/* The state of one kv_apply attempt. `rev` is the revision before the request being applied;
+ * `changes` counts its changes so far (the next sub revision). `dirty` is set before the
+ * request's first LMDB write: a failure after that point cannot be undone inside the LMDB txn,
+ * so the whole attempt is replayed without the failing request. */
+typedef struct kv_wctx {
+    kv_store *s;
+    MDB_txn *txn;
+    int64_t rev, changes, compact_rev;
+    bool dirty;
+    kv_buf scratch;
+    bool want_events;
+    kv_buf evbytes;
+    kv_evrec *evs;
+    size_t n_evs, cap_evs;
+} kv_wctx;
+
+int kv_exec_put(kv_wctx *w, const Etcdserverpb__PutRequest *req, kv_arena *a, bool top,
+                Etcdserverpb__PutResponse **out, kv_err *err);
+int kv_exec_delete(kv_wctx *w, const Etcdserverpb__DeleteRangeRequest *req, kv_arena *a, bool top,
+                   Etcdserverpb__DeleteRangeResponse **out, kv_err *err);
+int kv_exec_txn(kv_wctx *w, const Etcdserverpb__TxnRequest *req, kv_arena *a,
+                Etcdserverpb__TxnResponse **out, kv_err *err);
+/* etcd's checkPutRequest plus the key length limit. */
+int kv_check_put(const Etcdserverpb__PutRequest *req, kv_err *err);
+/* The lease checker, and ignore_value/ignore_lease needing an existing key (state of w); etcd
+ * checks the lease first for a plain Put and last for a put inside a txn. */
+int kv_check_put_state(kv_wctx *w, const Etcdserverpb__PutRequest *req, bool lease_first,
+                       kv_err *err);
+
+#endif
