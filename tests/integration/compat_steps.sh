@@ -1,0 +1,252 @@
+# shellcheck shell=bash disable=SC2034
+# The scripted etcdctl 3.4 session that etcdctl_compat.sh runs against two fresh servers.
+#
+# Each `step NAME CMD...` is one small named check: its normalized stdout, stderr and exit
+# status are diffed between the two servers. `expect STRING` additionally requires the previous
+# step's output to contain STRING on both sides (it pins etcd's exact texts, and proves the
+# harness really exercised the path even when both sides agree).
+#
+# Steps run in order on one server and the state carries over, so revisions are part of what is
+# compared: both servers start at revision 1 and the comments track the revision each write
+# makes. Groups run in COMPAT_GROUPS order; compaction stays last because it destroys history.
+# To extend (watch, lease): add a steps_<group> function here and name it in COMPAT_GROUPS.
+#
+# Data under /r/ is chosen so that every --sort-by target gives a different order and no ties
+# (etcd sorts with Go's unstable sort; ties would test Go's sort, not the server):
+#   key    create  mod  version  value
+#   /r/a      3     7      3     pear
+#   /r/b      2     5      2     apple
+#   /r/c      4     4      1     melon
+#   /r/d      8    11      4     fig
+
+COMPAT_GROUPS=(basics put_get sort put_variants delete txn errors status compaction)
+
+# put_seq N KEY: a value of N numbered lines (multi-frame over HTTP/2 for large N), from stdin.
+put_seq() { seq 1 "$1" | ctl put "$2"; }
+
+steps_basics() {
+    step health ctl endpoint health
+    expect "is healthy"
+    step status_initial_json ctl endpoint status -w json
+    expect '"revision":1,'
+    step get_empty_store ctl get --prefix /
+    step get_empty_store_json ctl get --prefix / -w json
+}
+
+steps_put_get() {
+    step put_r_b1 ctl put /r/b banana # rev 2
+    expect OK
+    step put_r_a1 ctl put /r/a grape # rev 3
+    step put_r_c1 ctl put /r/c melon # rev 4
+    step put_r_b2 ctl put /r/b apple # rev 5
+    step put_r_a2_prev_kv ctl put --prev-kv /r/a kiwi # rev 6
+    expect grape
+    step put_r_a3_json ctl put /r/a pear -w json # rev 7
+    expect '"revision":7'
+    step put_r_d1_fields ctl put /r/d fig1 -w fields # rev 8
+    step put_r_d2 ctl put /r/d fig2                 # rev 9
+    step put_r_d3 ctl put /r/d fig3                 # rev 10
+    step put_r_d4 ctl put /r/d fig                  # rev 11
+    step put_r0_outside_prefix ctl put /r0 edge     # rev 12: sorts after /r/..., not in /r/
+    step put_s_x ctl put /s/x other                 # rev 13
+    step put_dash_value ctl put -- /v/dash -starts-with-dash # rev 14
+    step put_empty_value ctl put /v/empty ""        # rev 15
+    step put_spaces ctl put "/v/sp ace" "hello world" # rev 16
+    step put_value_from_stdin ctl_in "from stdin" put /v/stdin # rev 17
+    step put_big_value put_seq 60000 /v/big         # rev 18: ~400 KB value
+
+    step get_single ctl get /r/a
+    expect pear
+    step get_single_json ctl get /r/a -w json
+    step get_single_fields ctl get /r/a -w fields
+    step get_missing ctl get /nope
+    step get_missing_json ctl get /nope -w json
+    step get_prefix ctl get --prefix /r/
+    step get_prefix_json ctl get --prefix /r/ -w json
+    step get_prefix_no_slash ctl get --prefix /r
+    expect edge
+    step get_range ctl get /r/a /r/c
+    step get_from_key_keys_only ctl get --from-key /r/c --keys-only
+    step get_all_keys ctl get --from-key "" --keys-only
+    step get_all_keys_json ctl get --from-key "" --keys-only -w json
+    step get_limit ctl get --prefix /r/ --limit 2
+    step get_limit_json ctl get --prefix /r/ --limit 2 -w json
+    expect '"more":true'
+    step get_limit_larger_than_range_json ctl get --prefix /r/ --limit 10 -w json
+    step get_keys_only ctl get --prefix /r/ --keys-only
+    step get_print_value_only ctl get --prefix /r/ --print-value-only
+    step get_hex ctl get --prefix /v/ --hex --keys-only
+    step get_odd_values ctl get --from-key /v/d --print-value-only
+    step get_big_value_cksum ctl_sum get /v/big --print-value-only
+    step get_rev_history ctl get --prefix /r/ --rev 4
+    step get_rev_history_json ctl get /r/a --rev 6 -w json
+    expect '"version":2'
+    step get_rev_1_json ctl get /r/a --rev 1 -w json
+    step get_rev_0 ctl get /r/a --rev 0
+    step get_serializable_json ctl get /r/a --consistency=s -w json
+}
+
+steps_sort() {
+    local target order
+    for target in KEY CREATE MODIFY VALUE VERSION; do
+        for order in ASCEND DESCEND; do
+            step "get_sort_${target,,}_${order,,}" \
+                ctl get --prefix /r/ --sort-by="$target" --order="$order"
+        done
+    done
+    step get_order_descend_only ctl get --prefix /r/ --order=DESCEND --keys-only
+    # etcd sorts the whole range first and then applies the limit.
+    step get_sort_modify_desc_limit_json \
+        ctl get --prefix /r/ --sort-by=MODIFY --order=DESCEND --limit 2 -w json
+    step get_sort_value_limit ctl get --prefix /r --sort-by=VALUE --limit 3
+}
+
+steps_put_variants() {
+    step put_ignore_value_existing ctl put --ignore-value /r/c # rev 19: value kept, version 2
+    step get_after_ignore_value_json ctl get /r/c -w json
+    step put_ignore_value_missing_key ctl put --ignore-value /nokey
+    expect "etcdserver: key not found"
+    step put_ignore_lease_missing_key ctl put --ignore-lease /nokey v
+    expect "etcdserver: key not found"
+    step put_ignore_lease_existing ctl put --ignore-lease /r/c melon2 # rev 20
+    step put_unknown_lease ctl put --lease=1234abcd /l/x v
+    expect "etcdserver: requested lease not found"
+    step put_prev_kv_new_key_json ctl put --prev-kv /n/new v -w json # rev 21
+}
+
+steps_delete() {
+    step del_missing ctl del /nope
+    expect 0
+    step del_missing_json ctl del /nope -w json
+    step del_single_prev_kv ctl del --prev-kv /r/c # rev 22
+    expect melon2
+    step del_range ctl del /r/a /r/b                 # rev 23: deletes /r/a only
+    step del_prefix_json ctl del --prefix /s/ -w json # rev 24
+    step del_from_key ctl del --from-key /v/s          # rev 25: "/v/sp ace", "/v/stdin"
+    step get_after_deletes ctl get --from-key "" --keys-only
+    step get_deleted_at_old_rev ctl get --prefix /r/ --rev 21
+    step del_prefix_prev_kv_json ctl del --prefix /r --prev-kv -w json # rev 26: /r/b /r/d /r0
+    step get_prefix_after_delete_json ctl get --prefix /r -w json
+}
+
+steps_txn() {
+    step txn_setup ctl put /t/k v1 # rev 27
+    step txn_success ctl_txn 'value("/t/k") = "v1"
+
+put /t/k v2
+get /t/k
+
+put /t/k bad
+' # rev 28
+    expect SUCCESS
+    step txn_failure ctl_txn 'value("/t/k") = "v1"
+
+put /t/k bad
+
+put /t/fail yes
+get /t/k
+' # rev 29
+    expect FAILURE
+    step txn_multi_compare_json ctl_txn 'mod("/t/k") > "0"
+create("/t/k") < "1000"
+version("/t/k") = "2"
+
+del --prev-kv /t/fail
+get --prefix /t/
+
+' -w json # rev 30
+    step txn_missing_key_version_is_zero ctl_txn 'version("/t/none") = "0"
+create("/t/none") = "0"
+
+put /t/new x
+
+' # rev 31
+    expect SUCCESS
+    step txn_missing_key_value_never_matches ctl_txn 'value("/t/none") != "q"
+
+get /t/k
+
+get /t/none
+'
+    expect FAILURE
+    step txn_failure_fields ctl_txn 'value("/t/none") != "q"
+
+get /t/k
+
+get /t/new
+' -w fields
+    step txn_no_compare ctl_txn '
+get --prefix /t/
+put -- /t/d -x
+del --prefix /t/zzz
+
+' # rev 32
+    step txn_failure_json ctl_txn 'value("/t/k") = "nope"
+
+put /t/x 1
+
+get /t/k --rev 28
+del /t/never
+
+' -w json
+    step txn_many_puts txn_puts 100 /m/key- # rev 33: one revision for 100 keys
+    expect SUCCESS
+    step get_many_limit_json ctl get --prefix /m/ --limit 3 -w json
+    expect '"count":100'
+    step get_many_keys_cksum ctl_sum get --prefix /m/ -w json
+}
+
+steps_errors() {
+    step get_empty_key ctl get ""
+    expect "etcdserver: key is not provided"
+    step put_empty_key ctl put "" v
+    step txn_duplicate_put ctl_txn '
+put /t/dup 1
+put /t/dup 2
+
+'
+    expect "etcdserver: duplicate key given in txn request"
+    step txn_put_inside_deleted_range ctl_txn '
+put /t/dup 1
+del --prefix /t/
+
+'
+    step txn_too_many_ops txn_puts 129 /m/over-
+    expect "etcdserver: too many operations in txn request"
+    step get_after_errors_json ctl get --prefix /t/ -w json
+}
+
+steps_status() {
+    step status_json ctl endpoint status -w json
+    step status_fields ctl endpoint status -w fields
+    step status_simple ctl endpoint status
+    step health_again ctl endpoint health
+}
+
+steps_compaction() {
+    step compact_5 ctl compaction 5
+    expect "compacted revision 5"
+    step get_below_compacted ctl get /r/a --rev 4
+    expect "etcdserver: mvcc: required revision has been compacted"
+    step get_at_compacted_rev ctl get --prefix /r/ --rev 5
+    expect apple
+    step compact_again_lower ctl compaction 3
+    expect "etcdserver: mvcc: required revision has been compacted"
+    step compact_again_same ctl compaction 5
+    step compact_future ctl compaction 100000
+    expect "etcdserver: mvcc: required revision is a future revision"
+    step get_future_rev ctl get /r/a --rev 100000
+    expect "etcdserver: mvcc: required revision is a future revision"
+    step compact_physical_12 ctl compaction --physical 12
+    step get_below_physical ctl get --prefix / --rev 11
+    step get_at_physical_json ctl get --prefix /r --rev 12 -w json
+    step get_all_after_compaction_json ctl get --from-key "" --keys-only -w json
+    step status_after_compaction_json ctl endpoint status -w json
+}
+
+# txn_puts N PREFIX: one txn of N puts PREFIX000..; etcd allows 128 ops per txn by default.
+txn_puts() {
+    local i body=""
+    for ((i = 0; i < $1; i++)); do printf -v body '%s\nput %s%03d v%d' "$body" "$2" "$i" "$i"; done
+    ctl_txn "$body"
+}
