@@ -1,0 +1,250 @@
+/* grpc_internal.h — pieces shared by the server and the client side of the gRPC library:
+ * an intrusive list, the per-call output queue (copied once from the producer, handed to the
+ * socket buffer by nghttp2's NO_COPY send_data callback), the gRPC message de-framer, and
+ * "h2io": one nghttp2 session on one libuv stream with write coalescing (one write in flight,
+ * the next one accumulating, both bounded) and flush scheduling through a uv_idle handle so
+ * everything queued during a loop iteration leaves in as few writes as possible. */
+#ifndef RELIST_GRPC_INTERNAL_H
+#define RELIST_GRPC_INTERNAL_H
+
+#include "grpc.h"
+
+#include <nghttp2/nghttp2.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define GRPC_CONTAINER_OF(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+
+/* ---- intrusive doubly linked list (circular, with a sentinel head) ---- */
+typedef struct glist {
+    struct glist *prev, *next;
+} glist;
+
+static inline void glist_init(glist *h) {
+    h->prev = h->next = h;
+}
+static inline bool glist_empty(const glist *h) {
+    return h->next == h;
+}
+static inline bool glist_linked(const glist *n) {
+    return n->next != NULL && n->next != n;
+}
+static inline void glist_push(glist *h, glist *n) {
+    n->prev = h->prev;
+    n->next = h;
+    h->prev->next = n;
+    h->prev = n;
+}
+static inline void glist_remove(glist *n) {
+    if (!n->next) return;
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->prev = n->next = NULL;
+}
+static inline glist *glist_pop(glist *h) {
+    if (glist_empty(h)) return NULL;
+    glist *n = h->next;
+    glist_remove(n);
+    return n;
+}
+
+/* ---- output queue: a chain of byte chunks ---- */
+typedef struct gchunk {
+    struct gchunk *next;
+    size_t cap, start, end;
+    uint8_t data[];
+} gchunk;
+
+struct h2io;
+
+typedef struct goutq {
+    gchunk *head, *tail;
+    size_t len;         /* queued bytes */
+    size_t high, low;   /* water marks */
+    size_t msg_left;    /* bytes still owed by a message begun with send_begin */
+    bool want_writable; /* a send returned GRPC_SEND_FULL: fire on_writable below low */
+    glist wnode;        /* in h2io.writable while an on_writable is due */
+    struct h2io *io;    /* accounting target, NULL when detached */
+} goutq;
+
+void goutq_init(goutq *q, struct h2io *io, size_t high, size_t low);
+/* Appends bytes; returns GRPC_SEND_OK/FULL or GRPC_ENOMEM. */
+int goutq_append(goutq *q, const void *p, size_t n);
+/* Appends the 5-byte gRPC prefix (uncompressed) for a message of len bytes. */
+int goutq_prefix(goutq *q, size_t len);
+/* Moves n bytes out (n <= len) into dst. */
+void goutq_take(goutq *q, uint8_t *dst, size_t n);
+/* Drops everything (detached / cancelled). */
+void goutq_clear(goutq *q);
+int goutq_state(const goutq *q);
+
+/* ---- gRPC message de-framer ---- */
+typedef struct gdeframer {
+    uint8_t hdr[5];
+    size_t hdr_got;
+    uint8_t *buf; /* message being assembled (NULL when delivered straight from input) */
+    size_t len, got;
+    size_t max;
+    uint8_t *heap_msg; /* during a callback: the assembled message; set to NULL to keep it */
+} gdeframer;
+
+/* Result of feeding: called per complete message; returning non-zero stops feeding. */
+typedef int (*gdeframe_fn)(void *ud, const uint8_t *msg, size_t len);
+enum { GDF_OK = 0, GDF_TOO_LARGE = 1, GDF_COMPRESSED = 2, GDF_NOMEM = 3, GDF_STOPPED = 4 };
+/* Feeds bytes; calls fn for each complete message. On GDF_TOO_LARGE, *too_large holds the
+ * announced length. Complete messages inside `p` are passed without copying. */
+int gdeframer_feed(gdeframer *d, const uint8_t *p, size_t n, gdeframe_fn fn, void *ud,
+                   size_t *too_large);
+void gdeframer_free(gdeframer *d);
+bool gdeframer_partial(const gdeframer *d);
+
+/* ---- helpers ---- */
+/* libuv writes with write(2): a peer that vanished would kill the process with SIGPIPE. Sets
+ * SIGPIPE to SIG_IGN unless the application installed its own disposition (as grpc-core does). */
+void grpc_ignore_sigpipe(void);
+/* grpc-message percent-encoding (bytes outside 0x20..0x7e and '%'). Returns malloc'd string. */
+char *grpc_pct_encode(const char *s);
+char *grpc_pct_decode(const char *s, size_t n);
+/* Parses a grpc-timeout value into milliseconds (rounded up); -1 if malformed. */
+int64_t grpc_parse_timeout(const char *v, size_t n);
+/* Formats a timeout in milliseconds as a grpc-timeout value. */
+void grpc_format_timeout(uint32_t ms, char out[16]);
+
+/* ---- h2io: an nghttp2 session over a uv stream ---- */
+typedef struct gwbuf {
+    uint8_t *p;
+    size_t len, cap;
+} gwbuf;
+
+typedef struct h2io {
+    nghttp2_session *ng;
+    uv_stream_t *stream; /* NULL until connected */
+    gwbuf cur;           /* accumulating */
+    gwbuf inflight;      /* being written */
+    uv_write_t wreq;
+    bool writing;
+    bool dead; /* failed / closing: no more I/O */
+    int depth; /* > 0 while inside nghttp2 */
+    uint64_t bytes_in, bytes_out;
+    size_t buffered;      /* cur + inflight + queued call output */
+    size_t *agg_buffered; /* optional aggregate (server-wide) */
+    size_t *agg_peak;
+    glist writable_due; /* goutq.wnode of queues due an on_writable */
+    /* Owner hooks. */
+    void (*schedule)(struct h2io *io);           /* ask for a flush soon (idle) */
+    void (*fail)(struct h2io *io, int err);      /* fatal error: the owner closes */
+    void (*writable)(struct h2io *io, goutq *q); /* fire on_writable for q's owner */
+    void (*flushed)(struct h2io *io);            /* after a flush (e.g. close when done) */
+} h2io;
+
+void h2io_init(h2io *io);
+void h2io_free_buffers(h2io *io);
+/* Installs the shared send callbacks in cbs. */
+void h2io_set_send_callbacks(nghttp2_session_callbacks *cbs);
+/* Sends what nghttp2 has, bounded by the write buffers. Never call from nghttp2 callbacks. */
+void h2io_flush(h2io *io);
+/* Feeds received bytes to nghttp2; returns 0 or a negative nghttp2 error. */
+int h2io_recv(h2io *io, const uint8_t *p, size_t n);
+/* Adjusts the buffered gauges (delta may be negative). */
+void h2io_account(h2io *io, ptrdiff_t delta);
+/* The read callback used with nghttp2 data providers: reports NO_COPY with up to `length`
+ * bytes of q, or 0 if empty. */
+ssize_t h2io_take_avail(goutq *q, size_t length, uint32_t *flags);
+/* True when nothing is left to write. */
+bool h2io_idle(const h2io *io);
+
+#define GRPC_WBUF_MAX        (256 * 1024)
+#define GRPC_READ_BUF        (256 * 1024) /* one per server (shared by its connections) */
+#define GRPC_CLIENT_READ_BUF (64 * 1024)  /* one per client: processes may hold hundreds */
+
+/* ---- server side (grpc_server.c: listener, connections, shutdown; grpc_call.c: streams) ---- */
+typedef struct post_item {
+    struct post_item *next;
+    void (*fn)(void *arg);
+    void *arg;
+} post_item;
+
+struct grpc_server {
+    uv_loop_t *loop;
+    grpc_server_opts opts; /* defaults filled in */
+    grpc_method *methods;
+    size_t n_methods;
+    nghttp2_session_callbacks *cbs;
+    nghttp2_option *ngopt;
+    uv_tcp_t listener;
+    bool listening, listener_open;
+    int port;
+    uv_idle_t idle; /* flushes dirty connections once per loop iteration */
+    glist dirty;
+    size_t n_dirty;
+    uv_timer_t timer; /* deadlines and shutdown phases */
+    bool timer_on;
+    glist deadlines;
+    uv_async_t async; /* grpc_server_post */
+    uv_mutex_t mu;
+    post_item *post_head, *post_tail;
+    bool post_closed;
+    glist conns;
+    uint8_t *rbuf;
+    uint64_t next_conn_id;
+    grpc_server_stats stats;
+    uint64_t closed_bytes_in, closed_bytes_out;
+    bool shutting_down, goaway_sent, force_closed, handles_closing;
+    uint64_t goaway_at, force_at;
+    int handles_open;
+    void (*done)(void *ud);
+    void *done_ud;
+};
+
+enum { CONN_SNIFF, CONN_H2, CONN_CLOSING };
+
+struct grpc_conn {
+    h2io io;          /* first: nghttp2 user_data is the conn */
+    grpc_server *srv; /* NULL once closed */
+    uv_tcp_t *tcp;
+    glist node, dirty_node;
+    glist calls;
+    int refs;
+    int state;
+    bool opened_hook;
+    uint8_t sniff[24];
+    size_t sniff_len;
+    char peer[64];
+    uint64_t id;
+    void *ud;
+    uint64_t msgs_in, msgs_out, calls_started;
+};
+
+struct grpc_call {
+    grpc_conn *conn; /* refcounted: valid for the call's life */
+    int32_t stream_id;
+    const grpc_method *method;
+    void *ud;
+    glist node;    /* conn->calls while the stream is open */
+    glist dl_node; /* srv->deadlines */
+    uint64_t deadline;
+    char *path;
+    grpc_metadata *md;
+    size_t n_md, cap_md;
+    gdeframer df;
+    goutq q;
+    bool is_post, is_grpc, has_path;
+    bool dispatched, got_msg, remote_closed, discard;
+    bool headers_sent, deferred, trailers_pending, finished;
+    bool stream_closed, user_owned, cancelled;
+    char status_str[12];
+    char *status_msg; /* percent-encoded, for trailers */
+};
+
+/* grpc_call.c */
+void grpc_server_set_callbacks(nghttp2_session_callbacks *cbs);
+void grpc_call_detach(grpc_call *call); /* the connection is gone */
+void grpc_call_deadline_tick(grpc_server *srv, uint64_t now);
+void grpc_call_writable(h2io *io, goutq *q);
+/* grpc_server.c */
+void grpc_conn_schedule(h2io *io);
+void grpc_conn_unref(grpc_conn *conn);
+void grpc_server_timer_need(grpc_server *srv);
+
+#endif
