@@ -55,6 +55,8 @@ typedef enum kv_code {
                                missing key; an empty RequestOp inside a txn) */
     KV_ERR_VALUE_PROVIDED,  /* INVALID_ARGUMENT "etcdserver: value is provided" (ignore_value + value) */
     KV_ERR_LEASE_PROVIDED,  /* INVALID_ARGUMENT "etcdserver: lease is provided" (ignore_lease + lease) */
+    KV_ERR_LEASE_EXISTS,    /* FAILED_PRECONDITION "etcdserver: lease already exists" */
+    KV_ERR_LEASE_TTL_TOO_LARGE, /* OUT_OF_RANGE "etcdserver: too large lease TTL" */
 } kv_code;
 
 typedef struct kv_err {
@@ -91,6 +93,12 @@ typedef struct kv_options {
     bool no_sync;        /* benchmarks only: commits are not fsynced (NOT durable) */
     uint64_t cluster_id; /* used when creating a new store; 0 = random. Persisted. */
     uint64_t member_id;  /* used when creating a new store; 0 = random. Persisted. */
+    /* Leases (added; zero = the earlier behaviour). With `leases` the engine is the lessor: a put
+     * naming a lease that is not granted fails with KV_ERR_LEASE_NOT_FOUND, checked against the
+     * store itself (the kv_set_lease_checker hook is then not consulted). Without it puts store
+     * lease ids unverified (or ask the hook, if set); the lease API works in both modes. */
+    bool leases;
+    int64_t lease_min_ttl; /* seconds; 0 = KV_LEASE_DEFAULT_MIN_TTL. Shorter grants are raised. */
 } kv_options;
 
 /* Opens (creating if empty or missing) the store in directory `dir`. A directory that holds
@@ -142,14 +150,28 @@ int kv_range_raw(kv_store *s, const Etcdserverpb__RangeRequest *req, kv_raw_fn f
 
 /* ---- writes (group commit) ------------------------------------------------------------------- */
 
-/* One write request of a group. `op` is a RequestOp holding a put, delete_range, txn or range
- * (a range in a group reads the state after the preceding writes of the group). */
+/* A lease write (LeaseGrant or LeaseRevoke) inside a group, so a server's writer thread orders
+ * lease writes with the other writes of one group commit (etcd puts both through raft in one
+ * order). Exactly one of grant/revoke is set. The response is allocated in the kv_write's arena
+ * (its header revision is the store revision after the op). */
+typedef struct kv_lease_op {
+    const Etcdserverpb__LeaseGrantRequest *grant;   /* in */
+    const Etcdserverpb__LeaseRevokeRequest *revoke; /* in */
+    int64_t now_ms; /* in, grant: the caller's monotonic clock; the lease expires at now + TTL */
+    Etcdserverpb__LeaseGrantResponse *grant_resp;   /* out, when err.code == KV_OK */
+    Etcdserverpb__LeaseRevokeResponse *revoke_resp; /* out, when err.code == KV_OK */
+} kv_lease_op;
+
+/* One write request of a group: either `op`, a RequestOp holding a put, delete_range, txn or
+ * range (a range in a group reads the state after the preceding writes of the group), or
+ * `lease`, a lease write (then `op` is NULL and `resp` stays NULL). */
 typedef struct kv_write {
     const Etcdserverpb__RequestOp *op; /* in */
     kv_arena *arena;                   /* in: where the response is allocated */
-    Etcdserverpb__ResponseOp *resp;    /* out: NULL when err.code != KV_OK */
+    Etcdserverpb__ResponseOp *resp;    /* out: NULL when err.code != KV_OK (and for lease ops) */
     kv_err err;                        /* out: this request's own error */
     int64_t revision;                  /* out: the main revision it was applied at (or read at) */
+    kv_lease_op *lease;                /* in: a lease write instead of op */
 } kv_write;
 
 /* Applies n independent write requests in order, each at its own main revision (a request that
@@ -169,9 +191,65 @@ int kv_txn(kv_store *s, const Etcdserverpb__TxnRequest *req, kv_arena *a,
            Etcdserverpb__TxnResponse **out, kv_err *err);
 
 /* Optional lease check for puts: when set, a put naming lease != 0 for which `fn` returns
- * false fails with KV_ERR_LEASE_NOT_FOUND. Unset = leases are stored unverified. */
+ * false fails with KV_ERR_LEASE_NOT_FOUND. Unset = leases are stored unverified. Not consulted
+ * when the store was opened with kv_options.leases (the engine's own leases decide). */
 typedef bool (*kv_lease_exists_fn)(void *ud, int64_t lease);
 void kv_set_lease_checker(kv_store *s, kv_lease_exists_fn fn, void *ud);
+
+/* ---- leases (etcd's lessor, no network) ---------------------------------------------------
+ *
+ * Semantics of etcd 3.4 (lease/lessor.go, etcdserver/v3_server.go, api/v3rpc/lease.go):
+ * - Grant(TTL, ID): ID 0 = the store picks a new unique positive id. TTL > KV_LEASE_MAX_TTL ->
+ *   KV_ERR_LEASE_TTL_TOO_LARGE; an existing ID -> KV_ERR_LEASE_EXISTS; a TTL below the minimum
+ *   (kv_options.lease_min_ttl) is raised to it and the response reports the raised TTL. Takes no
+ *   revision; the header carries the current one.
+ * - Revoke(ID): deletes every key attached to the lease in ONE main revision (a DELETE event per
+ *   key through the commit callback, sub revisions in key order) and removes the lease. A lease
+ *   with no keys is removed without taking a revision (etcd's empty write txn). Unknown ID ->
+ *   KV_ERR_LEASE_NOT_FOUND.
+ * - Keys attach on a put naming the lease, detach on a put naming another lease (or none) and on
+ *   delete; ignore_lease keeps the key's lease.
+ * - Time is the caller's: every call that needs it takes now_ms (a monotonic clock in ms). The
+ *   store never revokes by itself: kv_lease_expired() lists the leases due, and the server
+ *   revokes them through its writer (etcd's lessor hands expired leases to the leader, which
+ *   proposes revokes).
+ * - Leases and their keys are persisted; expiry times are not. After kv_open every lease gets the
+ *   full TTL again, counted from the first lease call that passes a clock (etcd's Promote).
+ * Threads: kv_lease_grant/kv_lease_revoke (and lease ops in kv_apply) are writes; keepalive,
+ * timetolive, leases and expired may run on any thread, concurrently with writes. */
+
+#define KV_LEASE_MAX_TTL         9000000000LL /* seconds: etcd's MaxLeaseTTL */
+#define KV_LEASE_DEFAULT_MIN_TTL 2 /* seconds: etcd's ceil(3/2 * election ticks * heartbeat) */
+
+/* LeaseGrant / LeaseRevoke as single-request groups (wrappers around kv_apply with a lease_op). */
+int kv_lease_grant(kv_store *s, const Etcdserverpb__LeaseGrantRequest *req, int64_t now_ms,
+                   kv_arena *a, Etcdserverpb__LeaseGrantResponse **out, kv_err *err);
+int kv_lease_revoke(kv_store *s, const Etcdserverpb__LeaseRevokeRequest *req, kv_arena *a,
+                    Etcdserverpb__LeaseRevokeResponse **out, kv_err *err);
+
+/* LeaseKeepAlive (one request of the stream): renews the lease to expire at now_ms + TTL and
+ * answers its TTL. An unknown lease, or one already expired (it is being revoked: etcd waits for
+ * the revoke and answers not-found), answers TTL 0 — v3rpc turns ErrLeaseNotFound into TTL 0,
+ * not an error. Not a write: no LMDB transaction, no revision. */
+int kv_lease_keepalive(kv_store *s, const Etcdserverpb__LeaseKeepAliveRequest *req, int64_t now_ms,
+                       kv_arena *a, Etcdserverpb__LeaseKeepAliveResponse **out, kv_err *err);
+
+/* LeaseTimeToLive: TTL = remaining seconds, truncated like etcd's int64(Remaining().Seconds())
+ * (may be <= 0 for an expired lease not yet revoked), grantedTTL, and the attached keys in key
+ * order when req->keys. An unknown lease answers TTL -1 (v3rpc's answer, not an error). */
+int kv_lease_timetolive(kv_store *s, const Etcdserverpb__LeaseTimeToLiveRequest *req,
+                        int64_t now_ms, kv_arena *a, Etcdserverpb__LeaseTimeToLiveResponse **out,
+                        kv_err *err);
+
+/* LeaseLeases: every lease id, soonest expiry first (etcd sorts by remaining time). */
+int kv_lease_leases(kv_store *s, int64_t now_ms, kv_arena *a,
+                    Etcdserverpb__LeaseLeasesResponse **out, kv_err *err);
+
+/* Writes up to `max` ids of leases whose expiry is at or before now_ms into ids; returns how
+ * many. A lease stays listed until it is revoked or kept alive, so calling again before the
+ * revokes committed lists it again (a revoke of an already revoked lease answers
+ * KV_ERR_LEASE_NOT_FOUND, harmless). etcd checks every 500 ms. */
+size_t kv_lease_expired(kv_store *s, int64_t now_ms, int64_t *ids, size_t max);
 
 /* ---- compaction ---------------------------------------------------------------------------- */
 

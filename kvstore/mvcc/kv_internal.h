@@ -12,6 +12,14 @@
  *           revision is one cursor scan handing out these bytes; deleted keys are absent.
  *   "kidx": user key -> DUPSORT|DUPFIXED 17-byte {main BE, sub BE, flag} (the key index, every
  *           revision the key has in "hist"): historical reads, prev_kv, compaction.
+ *   "lease": lease id (8-byte BE of the int64) -> granted TTL in seconds (i64 BE; after the
+ *           minimum-TTL raise). Expiry times are not stored (etcd's Promote refreshes them).
+ *   "lkeys": lease id (8-byte BE) -> DUPSORT user key: the keys attached to the lease, in key
+ *           order (the order a revoke deletes them in). Keys fit: KV_MAX_KEY_LEN is LMDB's
+ *           limit for DUPSORT data too. Persisted so opening needs no scan of "cur" and the
+ *           attachments cost no memory.
+ *   "lease" and "lkeys" were added after layout 1 was first written: kv_open creates them when
+ *   missing, so a store from before leases opens unchanged (no layout bump).
  * The current revision and compaction state live in the same "state" record, so a reader's
  * snapshot always pairs data with the revision it belongs to; atomics mirror it for callers that
  * need no snapshot (headers, status).
@@ -20,6 +28,7 @@
 #define RELIST_KV_INTERNAL_H
 
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "kv.h"
@@ -30,9 +39,35 @@
 #define KV_IDX_LEN        17
 #define KV_FLAG_TOMBSTONE 1u
 
+/* One lease in memory: what the expiry check needs without an LMDB read. */
+typedef struct kv_lease_ent {
+    int64_t id; /* 0 = empty slot */
+    int64_t ttl;
+    int64_t expiry_ms; /* KV_LEASE_UNPROMOTED until the first clock after kv_open */
+} kv_lease_ent;
+
+#define KV_LEASE_UNPROMOTED INT64_MIN
+
+/* The in-memory lessor: an open-addressing table (linear probing, power-of-two capacity) of the
+ * committed leases. LMDB is the truth for existence inside a write txn; this table holds the
+ * committed set plus expiry times, and is updated after each commit. `mu` guards it: keepalive
+ * and the expiry check run on other threads than the writer. */
+typedef struct kv_lessor {
+    pthread_mutex_t mu;
+    bool ready;      /* mu initialised */
+    bool enforce;    /* kv_options.leases */
+    bool unpromoted; /* some entries wait for a clock */
+    int64_t min_ttl;
+    uint64_t rng; /* id generator state (writer only) */
+    kv_lease_ent *tab;
+    size_t cap, n;
+} kv_lessor;
+
 struct kv_store {
     MDB_env *env;
     MDB_dbi meta, hist, cur, kidx;
+    MDB_dbi lease, lkeys;
+    kv_lessor lessor;
     bool no_sync;
     uint64_t cluster_id, member_id;
     _Atomic int64_t rev, compact_rev, compact_finished;
@@ -175,6 +210,10 @@ typedef struct kv_wctx {
     kv_buf evbytes;
     kv_evrec *evs;
     size_t n_evs, cap_evs;
+    /* Lease writes of this attempt: applied to the in-memory lessor after the commit. */
+    bool force_commit; /* lease records changed: commit even when no revision was taken */
+    struct kv_lease_pend *lpend;
+    size_t n_lpend, cap_lpend;
 } kv_wctx;
 
 int kv_exec_put(kv_wctx *w, const Etcdserverpb__PutRequest *req, kv_arena *a, bool top,
@@ -189,5 +228,21 @@ int kv_check_put(const Etcdserverpb__PutRequest *req, kv_err *err);
  * checks the lease first for a plain Put and last for a put inside a txn. */
 int kv_check_put_state(kv_wctx *w, const Etcdserverpb__PutRequest *req, bool lease_first,
                        kv_err *err);
+
+/* ---- leases (kv_lease.c) ---- */
+
+/* Opens (creating when missing) "lease" and "lkeys" in the open txn and loads the lessor. */
+int kv_lease_open(kv_store *s, MDB_txn *txn, const kv_options *opt, kv_err *err);
+void kv_lease_close(kv_store *s);
+/* 1 when the lease is granted in the state of txn, 0 not, <0 error (err set). */
+int kv_lease_exists(kv_store *s, MDB_txn *txn, int64_t id, kv_err *err);
+/* Moves `key` from lease `old` to lease `now` (either 0 = none) in "lkeys". A key is attached
+ * only to a granted lease (unverified lease ids of a store without kv_options.leases are not). */
+int kv_lease_track(kv_wctx *w, const uint8_t *key, size_t key_len, int64_t old, int64_t now,
+                   kv_err *err);
+/* Executes a kv_write whose op is a kv_lease_op's marker. */
+int kv_exec_lease(kv_wctx *w, kv_write *wr);
+/* After a durable commit: applies the attempt's lease writes to the in-memory lessor. */
+void kv_lease_committed(kv_wctx *w);
 
 #endif

@@ -63,6 +63,10 @@ const char *kv_code_message(kv_code code) {
         return "etcdserver: value is provided";
     case KV_ERR_LEASE_PROVIDED:
         return "etcdserver: lease is provided";
+    case KV_ERR_LEASE_EXISTS:
+        return "etcdserver: lease already exists";
+    case KV_ERR_LEASE_TTL_TOO_LARGE:
+        return "etcdserver: too large lease TTL";
     }
     return "kvstore: unknown error";
 }
@@ -73,9 +77,12 @@ int kv_code_grpc_status(kv_code code) {
         return 0;
     case KV_ERR_COMPACTED:
     case KV_ERR_FUTURE_REV:
+    case KV_ERR_LEASE_TTL_TOO_LARGE:
         return 11; /* OUT_OF_RANGE */
     case KV_ERR_LEASE_NOT_FOUND:
         return 5;
+    case KV_ERR_LEASE_EXISTS:
+        return 9; /* FAILED_PRECONDITION */
     case KV_ERR_NOMEM:
     case KV_ERR_NOSPACE:
         return 8;
@@ -394,6 +401,7 @@ int kv_open(const char *dir, const kv_options *opt, kv_store **out, kv_err *err)
         if ((code = init_store(s, txn, opt, err))) goto fail;
         s->rev = 1;
     }
+    if ((code = kv_lease_open(s, txn, opt, err))) goto fail;
     rc = mdb_txn_commit(txn);
     txn = NULL;
     if (rc) {
@@ -404,6 +412,7 @@ int kv_open(const char *dir, const kv_options *opt, kv_store **out, kv_err *err)
     return KV_OK;
 fail:
     if (txn) mdb_txn_abort(txn);
+    kv_lease_close(s);
     if (s->env) mdb_env_close(s->env);
     free(s->path);
     free(s);
@@ -412,6 +421,7 @@ fail:
 
 void kv_close(kv_store *s) {
     if (!s) return;
+    kv_lease_close(s);
     mdb_env_close(s->env);
     free(s->path);
     free(s);

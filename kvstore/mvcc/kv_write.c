@@ -7,6 +7,8 @@
  * filling up, or etcd's ignore_value-after-delete corner inside one txn) cannot be rolled back
  * inside the LMDB transaction without nested txns; instead the attempt is aborted and replayed
  * without that request. Such failures are rare, so the common path pays nothing for isolation.
+ * Puts and deletes keep the lease attachments in step (kv_lease_track); a kv_write whose op is a
+ * kv_write.lease is executed by kv_lease.c inside the same group.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -112,7 +114,14 @@ static int cur_get(kv_wctx *w, const uint8_t *key, size_t key_len, MDB_val *v, k
 int kv_check_put_state(kv_wctx *w, const Etcdserverpb__PutRequest *req, bool lease_first,
                        kv_err *err) {
     kv_store *s = w->s;
-    bool lease_ok = !req->lease || !s->lease_fn || s->lease_fn(s->lease_ud, req->lease);
+    bool lease_ok = true;
+    if (req->lease && s->lessor.enforce) {
+        int r = kv_lease_exists(s, w->txn, req->lease, err);
+        if (r < 0) return -r;
+        lease_ok = r;
+    } else if (req->lease && s->lease_fn) {
+        lease_ok = s->lease_fn(s->lease_ud, req->lease);
+    }
     if (lease_first && !lease_ok) return kv_seterr(err, KV_ERR_LEASE_NOT_FOUND, NULL);
     if (req->ignore_value || req->ignore_lease) {
         MDB_val v;
@@ -155,6 +164,8 @@ int kv_exec_put(kv_wctx *w, const Etcdserverpb__PutRequest *req, kv_arena *a, bo
         code = ev_add(w, MVCCPB__EVENT__EVENT_TYPE__PUT, main, sub, w->scratch.p + 1, len,
                       r ? pv.mv_data : NULL, r ? pv.mv_size : 0, r, err);
     if (!code) code = write_rev(w, req->key.data, req->key.len, main, sub, 0, len, err);
+    if (!code)
+        code = kv_lease_track(w, req->key.data, req->key.len, r ? prev.lease : 0, rec.lease, err);
     if (code) return code;
     w->changes++;
     if (!(resp->header = new_header(w, a, top, main))) return kv_seterr(err, KV_ERR_NOMEM, NULL);
@@ -238,6 +249,8 @@ int kv_exec_delete(kv_wctx *w, const Etcdserverpb__DeleteRangeRequest *req, kv_a
                           pb, vs[i].len, true, err);
         if (!code)
             code = write_rev(w, prev.key, prev.key_len, main, sub, KV_FLAG_TOMBSTONE, len, err);
+        if (!code && prev.lease)
+            code = kv_lease_track(w, prev.key, prev.key_len, prev.lease, 0, err);
         if (!code) w->changes++;
     }
     kv_buf_free(&recs);
@@ -256,6 +269,7 @@ static int exec_one(kv_wctx *w, kv_write *wr) {
     const Etcdserverpb__RequestOp *op = wr->op;
     kv_err *err = &wr->err;
     kv_arena *a = wr->arena;
+    if (wr->lease) return kv_exec_lease(w, wr);
     Etcdserverpb__ResponseOp *resp = kv_arena_alloc(a, sizeof(*resp));
     if (!resp) return kv_seterr(err, KV_ERR_NOMEM, NULL);
     etcdserverpb__response_op__init(resp);
@@ -346,6 +360,8 @@ int kv_apply(kv_store *s, kv_write *wv, size_t n, kv_err *err) {
         w.compact_rev = atomic_load(&s->compact_rev);
         w.n_evs = 0;
         w.evbytes.len = 0;
+        w.n_lpend = 0;
+        w.force_commit = false;
         bool replay = false;
         for (size_t i = 0; i < n; i++) {
             kv_write *wr = &wv[i];
@@ -356,7 +372,7 @@ int kv_apply(kv_store *s, kv_write *wv, size_t n, kv_err *err) {
             wr->revision = 0;
             w.changes = 0;
             w.dirty = false;
-            size_t evs_before = w.n_evs;
+            size_t evs_before = w.n_evs, lpend_before = w.n_lpend;
             int c = exec_one(&w, wr);
             if (c) {
                 wr->resp = NULL;
@@ -373,6 +389,7 @@ int kv_apply(kv_store *s, kv_write *wv, size_t n, kv_err *err) {
                     break;
                 }
                 w.n_evs = evs_before;
+                w.n_lpend = lpend_before;
                 continue;
             }
             if (w.changes) w.rev++;
@@ -383,7 +400,7 @@ int kv_apply(kv_store *s, kv_write *wv, size_t n, kv_err *err) {
             w.txn = NULL;
             continue;
         }
-        if (w.rev != start_rev) {
+        if (w.rev != start_rev || w.force_commit) {
             int64_t crev = atomic_load(&s->compact_rev), cfin = atomic_load(&s->compact_finished);
             code = kv_meta_put_state(s, w.txn, w.rev, crev, cfin, err);
             if (code) {
@@ -398,6 +415,7 @@ int kv_apply(kv_store *s, kv_write *wv, size_t n, kv_err *err) {
                 break;
             }
             atomic_store(&s->rev, w.rev);
+            kv_lease_committed(&w);
             run_commit_cb(&w);
         } else {
             mdb_txn_abort(w.txn); /* nothing written: no commit, no fsync */
@@ -415,6 +433,7 @@ int kv_apply(kv_store *s, kv_write *wv, size_t n, kv_err *err) {
     kv_buf_free(&w.scratch);
     kv_buf_free(&w.evbytes);
     free(w.evs);
+    free(w.lpend);
     return code;
 }
 
@@ -422,7 +441,7 @@ int kv_apply(kv_store *s, kv_write *wv, size_t n, kv_err *err) {
 
 static int apply_one(kv_store *s, Etcdserverpb__RequestOp *op, kv_arena *a,
                      Etcdserverpb__ResponseOp **resp, kv_err *err) {
-    kv_write w = {op, a, NULL, {KV_OK, ""}, 0};
+    kv_write w = {.op = op, .arena = a};
     int code = kv_apply(s, &w, 1, err);
     if (code) return code;
     if (w.err.code) {

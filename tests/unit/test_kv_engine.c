@@ -1114,7 +1114,7 @@ static void test_apply_group_isolation(void **state) {
     assert_true(l.has_prev[1]);
     assert_string_equal(l.prev_val[1], "A");
     /* a group where nothing changes commits nothing and calls nobody */
-    kv_write r1 = {&o4, ar[0], NULL, {0, ""}, 0};
+    kv_write r1 = {.op = &o4, .arena = ar[0]};
     assert_int_equal(kv_apply(f->s, &r1, 1, &e), KV_OK);
     assert_int_equal(l.commits, 1);
     for (int i = 0; i < 6; i++)
