@@ -1,0 +1,544 @@
+/* kv_service.c — etcdserverpb.KV on the engine: request intake, the LIST path, completions,
+ * per-connection output parking, metrics.
+ *
+ * - Range runs on the loop thread through kv_range_raw: each stored KeyValue is copied once,
+ *   already encoded, into a chunk list as RangeResponse field 2; the header, more and count
+ *   are encoded by hand after the scan and the whole message goes out with one
+ *   grpc_call_reply_iov. No protobuf-c KeyValue structs exist for a LIST.
+ * - Put / DeleteRange / Txn / Compact are decoded here (size limit, txn depth pre-scan, bounded
+ *   allocator, max-txn-ops) and queued for the writer thread; kvs_writer_done() encodes their
+ *   responses back on the loop.
+ * - A connection whose queued output is above conn_out_cap gets its further requests parked
+ *   (bytes copied, at most max_parked_bytes); a 5 ms timer resumes them as it drains. So a client
+ *   that stops reading costs at most cap + one response + parked bytes, not unbounded memory.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "srv_internal.h"
+
+const char *const kvs_method_names[KVS_M__N] = {"Range", "Put",     "DeleteRange",
+                                                "Txn",   "Compact", "Status"};
+
+#define MSG_TOO_LARGE "etcdserver: request is too large"
+#define MSG_UNMARSHAL                                                                              \
+    "grpc: error unmarshalling request: proto: cannot parse invalid wire-format data"
+#define MSG_DECODE_MEM "kvstore: request expands beyond the decoding memory bound"
+
+void kvs_logf(const kvs_server *srv, const char *fmt, ...) {
+    if (!srv->opts.log) return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    srv->opts.log(srv->opts.log_ud, line);
+}
+
+void kvs_conn_unref(kvs_conn *c) {
+    if (!c || --c->refs) return;
+    kvs_peer_release(c->srv->metrics.peers, c->peer);
+    free(c);
+}
+
+void kvs_finish_metrics(kvs_server *srv, kvs_conn *conn, kvs_method m, uint64_t t0, int code,
+                        size_t bytes_sent) {
+    double secs = (double)(uv_hrtime() - t0) / 1e9;
+    kvs_rpc_metrics_done(&srv->rpc[m], code, secs);
+    if (code == GRPC_STATUS_OK) kvs_counter_inc(srv->rpc[m].msg_sent);
+    if (conn && bytes_sent) kvs_peer_add_sent(conn->peer, bytes_sent + 5);
+}
+
+static void fail_call(kvs_server *srv, grpc_call *call, kvs_conn *kc, kvs_method m, uint64_t t0,
+                      int status, const char *msg) {
+    grpc_call_fail(call, status, msg);
+    kvs_finish_metrics(srv, kc, m, t0, status, 0);
+}
+
+static void fail_kv(kvs_server *srv, grpc_call *call, kvs_conn *kc, kvs_method m, uint64_t t0,
+                    const kv_err *e) {
+    fail_call(srv, call, kc, m, t0, kv_code_grpc_status(e->code),
+              e->msg[0] ? e->msg : kv_code_message(e->code));
+}
+
+/* ---- encoding helpers ---- */
+
+static size_t put_varint(uint8_t *p, uint64_t v) {
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+/* field 1 (ResponseHeader) of any etcd response; buf >= 48 bytes. */
+static size_t encode_header(uint8_t *buf, const Etcdserverpb__ResponseHeader *h) {
+    uint8_t tmp[44];
+    size_t n = 0;
+    if (h->cluster_id) tmp[n++] = 0x08, n += put_varint(tmp + n, h->cluster_id);
+    if (h->member_id) tmp[n++] = 0x10, n += put_varint(tmp + n, h->member_id);
+    if (h->revision) tmp[n++] = 0x18, n += put_varint(tmp + n, (uint64_t)h->revision);
+    if (h->raft_term) tmp[n++] = 0x20, n += put_varint(tmp + n, h->raft_term);
+    size_t o = 0;
+    buf[o++] = 0x0a;
+    o += put_varint(buf + o, n);
+    memcpy(buf + o, tmp, n);
+    return o + n;
+}
+
+/* ---- the LIST path ---- */
+
+typedef struct chunk {
+    uint8_t *p;
+    size_t len, cap;
+} chunk;
+
+typedef struct range_out {
+    kvs_server *srv;
+    chunk *c;
+    size_t n, cap;
+    size_t total;
+} range_out;
+
+#define FIRST_CHUNK 4096
+
+/* Big chunks come from a small per-server pool: a fresh 1 MiB malloc per chunk per LIST costs
+ * more in page faults than the copy itself. */
+static uint8_t *chunk_get(kvs_server *srv, size_t need, bool first, size_t *cap) {
+    if (need <= FIRST_CHUNK && first) { /* a single-key GET stays small */
+        *cap = FIRST_CHUNK;
+        return malloc(FIRST_CHUNK);
+    }
+    if (need <= KVS_CHUNK_SIZE) {
+        *cap = KVS_CHUNK_SIZE;
+        if (srv->n_pool) return srv->pool[--srv->n_pool];
+        return malloc(KVS_CHUNK_SIZE);
+    }
+    *cap = need;
+    return malloc(need);
+}
+
+static void chunk_put(kvs_server *srv, uint8_t *p, size_t cap) {
+    if (cap == KVS_CHUNK_SIZE && srv->n_pool < KVS_CHUNK_POOL)
+        srv->pool[srv->n_pool++] = p;
+    else
+        free(p);
+}
+
+static int range_emit(void *ud, const uint8_t *kv, size_t len) {
+    range_out *o = ud;
+    size_t need = len + 11;
+    chunk *last = o->n ? &o->c[o->n - 1] : NULL;
+    if (!last || last->cap - last->len < need) {
+        if (o->n == o->cap) {
+            size_t cap = o->cap ? o->cap * 2 : 16;
+            chunk *nc = realloc(o->c, cap * sizeof *nc);
+            if (!nc) return KV_ERR_NOMEM;
+            o->c = nc;
+            o->cap = cap;
+        }
+        size_t cap;
+        uint8_t *p = chunk_get(o->srv, need, o->n == 0, &cap);
+        if (!p) return KV_ERR_NOMEM;
+        last = &o->c[o->n++];
+        last->p = p;
+        last->len = 0;
+        last->cap = cap;
+    }
+    uint8_t *w = last->p + last->len;
+    size_t k = 0;
+    w[k++] = 0x12; /* RangeResponse.kvs */
+    k += put_varint(w + k, len);
+    memcpy(w + k, kv, len);
+    last->len += k + len;
+    o->total += k + len;
+    return 0;
+}
+
+static void range_out_free(range_out *o) {
+    for (size_t i = 0; i < o->n; i++)
+        chunk_put(o->srv, o->c[i].p, o->c[i].cap);
+    free(o->c);
+}
+
+void kvs_chunk_pool_free(kvs_server *srv) {
+    while (srv->n_pool)
+        free(srv->pool[--srv->n_pool]);
+}
+
+static void serve_range(kvs_server *srv, grpc_call *call, kvs_conn *kc, const uint8_t *msg,
+                        size_t len, uint64_t t0) {
+    kvs_alloc a;
+    kvs_alloc_init(&a, 8 * len + 65536);
+    ProtobufCMessage *pm;
+    kvs_decode_rc rc = kvs_unpack(&etcdserverpb__range_request__descriptor, msg, len, &a, &pm);
+    if (rc != KVS_DEC_OK) {
+        fail_call(srv, call, kc, KVS_M_RANGE, t0,
+                  rc == KVS_DEC_NOMEM ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INTERNAL,
+                  rc == KVS_DEC_NOMEM ? MSG_DECODE_MEM : MSG_UNMARSHAL);
+        return;
+    }
+    Etcdserverpb__RangeRequest *req = (Etcdserverpb__RangeRequest *)pm;
+    bool is_list = req->range_end.len > 0;
+    range_out o = {srv, NULL, 0, 0, 0};
+    kv_range_info info;
+    kv_err err;
+    memset(&err, 0, sizeof err);
+    int code = kv_range_raw(srv->store, req, range_emit, &o, &info, &err);
+    protobuf_c_message_free_unpacked(pm, &a.pc);
+    kvs_counter_inc(srv->metrics.mvcc_range);
+    if (code != KV_OK) {
+        if (!err.code) err.code = code;
+        range_out_free(&o);
+        fail_kv(srv, call, kc, KVS_M_RANGE, t0, &err);
+        kvs_srv_observe_range(&srv->metrics, is_list, (double)(uv_hrtime() - t0) / 1e9);
+        return;
+    }
+    Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+    kv_fill_header(srv->store, &h, info.revision);
+    uint8_t head[64], tail[16];
+    size_t hn = encode_header(head, &h), tn = 0;
+    if (info.more) tail[tn++] = 0x18, tail[tn++] = 1;
+    if (info.count) tail[tn++] = 0x20, tn += put_varint(tail + tn, (uint64_t)info.count);
+    struct iovec stack_iov[10], *iov = stack_iov;
+    if (o.n + 2 > sizeof stack_iov / sizeof stack_iov[0]) {
+        iov = malloc((o.n + 2) * sizeof *iov);
+        if (!iov) {
+            range_out_free(&o);
+            fail_call(srv, call, kc, KVS_M_RANGE, t0, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                      kv_code_message(KV_ERR_NOMEM));
+            return;
+        }
+    }
+    size_t ni = 0;
+    iov[ni++] = (struct iovec){head, hn};
+    for (size_t i = 0; i < o.n; i++)
+        iov[ni++] = (struct iovec){o.c[i].p, o.c[i].len};
+    iov[ni++] = (struct iovec){tail, tn};
+    grpc_call_reply_iov(call, iov, ni);
+    if (iov != stack_iov) free(iov);
+    size_t total = hn + o.total + tn;
+    range_out_free(&o);
+    srv->lists_served++;
+    kvs_finish_metrics(srv, kc, KVS_M_RANGE, t0, GRPC_STATUS_OK, total);
+    kvs_srv_observe_range(&srv->metrics, is_list, (double)(uv_hrtime() - t0) / 1e9);
+}
+
+/* ---- writes: intake ---- */
+
+void kvs_req_free(kvs_req *r) {
+    if (!r) return;
+    if (r->msg) protobuf_c_message_free_unpacked(r->msg, &r->alloc.pc);
+    if (r->arena) kv_arena_free(r->arena);
+    kvs_conn_unref(r->conn);
+    free(r);
+}
+
+static const ProtobufCMessageDescriptor *write_descriptor(kvs_method m) {
+    switch (m) {
+    case KVS_M_PUT:
+        return &etcdserverpb__put_request__descriptor;
+    case KVS_M_DELETE:
+        return &etcdserverpb__delete_range_request__descriptor;
+    case KVS_M_TXN:
+        return &etcdserverpb__txn_request__descriptor;
+    default:
+        return &etcdserverpb__compaction_request__descriptor;
+    }
+}
+
+static void submit_write(kvs_server *srv, grpc_call *call, kvs_conn *kc, kvs_method m,
+                         const uint8_t *msg, size_t len, uint64_t t0) {
+    /* etcd's own check, on the raft path: writes only. */
+    if (len > srv->opts.max_request_bytes) {
+        fail_call(srv, call, kc, m, t0, GRPC_STATUS_INVALID_ARGUMENT, MSG_TOO_LARGE);
+        return;
+    }
+    if (m == KVS_M_TXN) {
+        kvs_decode_rc pre = kvs_txn_prescan(msg, len, KV_MAX_TXN_DEPTH);
+        if (pre == KVS_DEC_TOO_DEEP) {
+            fail_call(srv, call, kc, m, t0, GRPC_STATUS_INVALID_ARGUMENT,
+                      kv_code_message(KV_ERR_TXN_TOO_DEEP));
+            return;
+        }
+        if (pre == KVS_DEC_MALFORMED) {
+            fail_call(srv, call, kc, m, t0, GRPC_STATUS_INTERNAL, MSG_UNMARSHAL);
+            return;
+        }
+    }
+    kvs_req *r = calloc(1, sizeof *r);
+    if (!r) {
+        fail_call(srv, call, kc, m, t0, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                  kv_code_message(KV_ERR_NOMEM));
+        return;
+    }
+    r->srv = srv;
+    r->call = call;
+    r->m = m;
+    r->t0 = t0;
+    kvs_alloc_init(&r->alloc, 8 * len + 65536);
+    kvs_decode_rc rc = kvs_unpack(write_descriptor(m), msg, len, &r->alloc, &r->msg);
+    if (rc != KVS_DEC_OK) {
+        fail_call(srv, call, kc, m, t0,
+                  rc == KVS_DEC_NOMEM ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INTERNAL,
+                  rc == KVS_DEC_NOMEM ? MSG_DECODE_MEM : MSG_UNMARSHAL);
+        kvs_req_free(r);
+        return;
+    }
+    Etcdserverpb__RequestOp init = ETCDSERVERPB__REQUEST_OP__INIT;
+    r->op = init;
+    switch (m) {
+    case KVS_M_PUT:
+        r->op.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
+        r->op.request_put = (Etcdserverpb__PutRequest *)r->msg;
+        kvs_counter_inc(srv->metrics.mvcc_put);
+        break;
+    case KVS_M_DELETE:
+        r->op.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE;
+        r->op.request_delete_range = (Etcdserverpb__DeleteRangeRequest *)r->msg;
+        kvs_counter_inc(srv->metrics.mvcc_delete);
+        break;
+    case KVS_M_TXN:
+        r->op.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN;
+        r->op.request_txn = (Etcdserverpb__TxnRequest *)r->msg;
+        kvs_counter_inc(srv->metrics.mvcc_txn);
+        if (!kvs_txn_ops_ok(r->op.request_txn, srv->opts.max_txn_ops, 1)) {
+            fail_call(srv, call, kc, m, t0, GRPC_STATUS_INVALID_ARGUMENT,
+                      kv_code_message(KV_ERR_TOO_MANY_OPS));
+            kvs_req_free(r);
+            return;
+        }
+        break;
+    default: {
+        Etcdserverpb__CompactionRequest *c = (Etcdserverpb__CompactionRequest *)r->msg;
+        r->compact_rev = c->revision;
+        r->physical = c->physical;
+        break;
+    }
+    }
+    if (m != KVS_M_COMPACT && !(r->arena = kv_arena_new())) {
+        fail_call(srv, call, kc, m, t0, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                  kv_code_message(KV_ERR_NOMEM));
+        kvs_req_free(r);
+        return;
+    }
+    if (kc) kc->refs++;
+    r->conn = kc;
+    kvs_writer_submit(srv->writer, r);
+}
+
+/* ---- writes: completion (loop thread) ---- */
+
+static void reply_packed(kvs_req *r, const ProtobufCMessage *m) {
+    uint8_t stack[512];
+    size_t n = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = n <= sizeof stack ? stack : malloc(n);
+    if (!buf) {
+        kvs_req_fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, kv_code_message(KV_ERR_NOMEM));
+        return;
+    }
+    protobuf_c_message_pack(m, buf);
+    grpc_call_reply(r->call, buf, n);
+    if (buf != stack) free(buf);
+    kvs_finish_metrics(r->srv, r->conn, r->m, r->t0, GRPC_STATUS_OK, n);
+}
+
+void kvs_req_fail(kvs_req *r, int status, const char *msg) {
+    fail_call(r->srv, r->call, r->conn, r->m, r->t0, status, msg);
+}
+
+static void complete_one(kvs_server *srv, kvs_req *r) {
+    if (r->m == KVS_M_COMPACT) {
+        if (r->err.code != KV_OK) {
+            fail_kv(srv, r->call, r->conn, r->m, r->t0, &r->err);
+            return;
+        }
+        kv_status st;
+        kv_status_get(srv->store, &st);
+        Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+        kv_fill_header(srv->store, &h, st.revision);
+        Etcdserverpb__CompactionResponse resp = ETCDSERVERPB__COMPACTION_RESPONSE__INIT;
+        resp.header = &h;
+        reply_packed(r, &resp.base);
+        return;
+    }
+    if (r->w.err.code != KV_OK || !r->w.resp) {
+        kv_err e = r->w.err;
+        if (e.code == KV_OK) e.code = KV_ERR_IO;
+        fail_kv(srv, r->call, r->conn, r->m, r->t0, &e);
+        return;
+    }
+    const ProtobufCMessage *m = NULL;
+    switch (r->w.resp->response_case) {
+    case ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_PUT:
+        m = &r->w.resp->response_put->base;
+        break;
+    case ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_DELETE_RANGE:
+        m = &r->w.resp->response_delete_range->base;
+        break;
+    case ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_TXN:
+        m = &r->w.resp->response_txn->base;
+        break;
+    case ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_RANGE:
+        m = &r->w.resp->response_range->base;
+        break;
+    default:
+        break;
+    }
+    if (!m) {
+        kvs_req_fail(r, GRPC_STATUS_INTERNAL, "kvstore: engine returned no response");
+        return;
+    }
+    reply_packed(r, m);
+}
+
+void kvs_writer_done(kvs_server *srv, kvs_req *list) {
+    while (list) {
+        kvs_req *next = list->next;
+        complete_one(srv, list);
+        kvs_req_free(list);
+        list = next;
+    }
+}
+
+/* ---- dispatch, parking ---- */
+
+static void dispatch(kvs_server *srv, grpc_call *call, kvs_conn *kc, kvs_method m,
+                     const uint8_t *msg, size_t len, uint64_t t0) {
+    switch (m) {
+    case KVS_M_RANGE:
+        serve_range(srv, call, kc, msg, len, t0);
+        break;
+    case KVS_M_STATUS:
+        kvs_status_unary(srv, call, kc, msg, len, t0);
+        break;
+    default:
+        submit_write(srv, call, kc, m, msg, len, t0);
+        break;
+    }
+}
+
+static bool conn_over_cap(const kvs_server *srv, const kvs_conn *kc) {
+    if (kc->closed || !kc->gc) return false;
+    grpc_conn_stats st;
+    grpc_conn_get_stats(kc->gc, &st);
+    return st.out_buffered > srv->opts.conn_out_cap;
+}
+
+static void park(kvs_server *srv, grpc_call *call, kvs_conn *kc, kvs_method m, const uint8_t *msg,
+                 size_t len, uint64_t t0) {
+    if (kc->parked_bytes + len > srv->opts.max_parked_bytes) {
+        fail_call(srv, call, kc, m, t0, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                  "kvstore: too many requests waiting for this connection's output to drain");
+        return;
+    }
+    kvs_parked *p = malloc(sizeof *p + len);
+    if (!p) {
+        fail_call(srv, call, kc, m, t0, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                  kv_code_message(KV_ERR_NOMEM));
+        return;
+    }
+    p->tag = KVS_TAG_PARKED;
+    p->next = NULL;
+    p->conn = kc;
+    p->call = call;
+    p->m = m;
+    p->t0 = t0;
+    p->len = len;
+    if (len) memcpy(p->data, msg, len);
+    grpc_call_set_user_data(call, p);
+    if (kc->park_tail)
+        kc->park_tail->next = p;
+    else
+        kc->park_head = p;
+    kc->park_tail = p;
+    kc->parked_bytes += len;
+    kc->refs++;
+    srv->parked_total++;
+    if (!kc->in_park_list) {
+        kc->in_park_list = true;
+        kc->refs++;
+        kc->park_next = srv->park_list;
+        srv->park_list = kc;
+    }
+    if (!srv->park_timer_on) {
+        srv->park_timer_on = true;
+        uv_timer_start(&srv->park_timer, kvs_park_timer_cb, 5, 5);
+    }
+}
+
+static kvs_parked *unpark_head(kvs_conn *kc) {
+    kvs_parked *p = kc->park_head;
+    kc->park_head = p->next;
+    if (!kc->park_head) kc->park_tail = NULL;
+    kc->parked_bytes -= p->len;
+    return p;
+}
+
+void kvs_park_timer_cb(uv_timer_t *t) {
+    kvs_server *srv = t->data;
+    kvs_conn **pp = &srv->park_list;
+    while (*pp) {
+        kvs_conn *kc = *pp;
+        kc->refs++; /* dispatch may drop the parked refs */
+        while (kc->park_head && !kc->closed && !conn_over_cap(srv, kc)) {
+            kvs_parked *p = unpark_head(kc);
+            grpc_call_set_user_data(p->call, &srv->mud[p->m]);
+            dispatch(srv, p->call, kc, p->m, p->data, p->len, p->t0);
+            free(p);
+            kc->refs--; /* the parked request's ref (kc->refs stays >= 2 here) */
+        }
+        if (!kc->park_head) {
+            *pp = kc->park_next;
+            kc->in_park_list = false;
+            kc->refs--; /* the list's ref */
+        } else {
+            pp = &kc->park_next;
+        }
+        kvs_conn_unref(kc);
+    }
+    if (!srv->park_list) {
+        uv_timer_stop(&srv->park_timer);
+        srv->park_timer_on = false;
+    }
+}
+
+void kvs_on_unary(grpc_call *call, const uint8_t *msg, size_t len, void *ud) {
+    kvs_method_ud *mu = ud;
+    kvs_server *srv = mu->srv;
+    uint64_t t0 = uv_hrtime();
+    kvs_conn *kc = grpc_conn_user_data(grpc_call_conn(call));
+    kvs_counter_inc(srv->rpc[mu->m].started);
+    kvs_counter_inc(srv->rpc[mu->m].msg_received);
+    if (kc) kvs_peer_count_request(srv->metrics.peers, kc->peer, kvs_method_names[mu->m]);
+    if (kc && (kc->park_head || conn_over_cap(srv, kc))) {
+        park(srv, call, kc, mu->m, msg, len, t0);
+        return;
+    }
+    dispatch(srv, call, kc, mu->m, msg, len, t0);
+}
+
+void kvs_on_cancel(grpc_call *call, void *ud) {
+    const int *tag = ud;
+    if (!tag || *tag != KVS_TAG_PARKED) return; /* in the writer: its completion releases it */
+    kvs_parked *p = ud;
+    kvs_conn *kc = p->conn;
+    kvs_parked **pp = &kc->park_head, *prev = NULL;
+    while (*pp && *pp != p) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (*pp) {
+        *pp = p->next;
+        if (kc->park_tail == p) kc->park_tail = prev;
+        kc->parked_bytes -= p->len;
+    }
+    kvs_server *srv = kc->srv;
+    fail_call(srv, call, kc, p->m, p->t0, GRPC_STATUS_CANCELLED, "context canceled");
+    free(p);
+    kvs_conn_unref(kc);
+}
