@@ -431,6 +431,187 @@ typedef struct refl_watcher_row {
  * Returns a malloc'd NUL-terminated string (length in *len if non-NULL), NULL on ENOMEM. */
 char *refl_summary_json(const refl_watcher_row *rows, size_t n, size_t *len);
 
+/* ------------------------------------------------------------------------------------------
+ * Reflectors on the network: the fleet (refl_reflector.c, refl_fleet.c, refl_fleet_verify.c)
+ *
+ * A fleet is N independent reflectors on one libuv loop, talking etcd v3 gRPC to one or more
+ * endpoints. Each reflector: LIST (paginated, every page at the first page's revision) into
+ * its cache, then WATCH from list revision + 1 with prev_kv and progress_notify; a cache miss
+ * acts per its miss policy; a watch canceled for compaction relists; a lost connection
+ * reconnects and re-watches from the last revision seen (no relist); other watch errors back
+ * off and relist. LIST and GET requests pass the reflector's own token bucket (client-go has
+ * one rate limiter per rest client; here every watcher is a client). Backoff applies before
+ * relists, re-watches after errors and reconnects; reconnects additionally wait at least
+ * REFL_RECONNECT_FLOOR_MS so that "--backoff none" against a dead server does not spin.
+ * Connections are shared: watcher i uses connection slot i % conns; slot s starts on endpoint
+ * s % n_endpoints and moves to the next endpoint whenever its connection fails or drops.
+ * Single-threaded: every call on the loop's thread. Library code: never prints (log hook).
+ * ---------------------------------------------------------------------------------------- */
+
+struct uv_loop_s; /* uv_loop_t, without making every user of this header include uv.h */
+
+#define REFL_RECONNECT_FLOOR_MS 100
+
+typedef struct refl_fleet refl_fleet;
+
+/* What a reflector is doing right now. */
+typedef enum refl_state {
+    REFL_ST_IDLE = 0,           /* not started */
+    REFL_ST_WAITING = 1,        /* backoff / rate-limit / reconnect delay before the next request */
+    REFL_ST_LISTING = 2,        /* a LIST is in progress (pages in flight) */
+    REFL_ST_WATCH_STARTING = 3, /* watch create sent, "created" not yet seen */
+    REFL_ST_WATCHING = 4,       /* synced: applying events */
+    REFL_ST_HELD = 5,           /* refl_fleet_hold: no stream, no requests */
+    REFL_ST_STOPPED = 6,
+} refl_state;
+
+const char *refl_state_name(refl_state s);
+
+/* Progress hook events (for logs, tests and the scenario runner's sampler). */
+typedef enum refl_trace_kind {
+    REFL_TRACE_LIST_PAGE = 0, /* a LIST page arrived (revision = the list's revision) */
+    REFL_TRACE_LIST_DONE = 1, /* a LIST completed: cache replaced (count = objects) */
+    REFL_TRACE_WATCH_CREATED = 2,
+    REFL_TRACE_RELIST = 3,    /* a relist was decided (detail: miss | compacted | error) */
+    REFL_TRACE_REWATCH = 4,   /* re-watch from the last revision (no relist) */
+    REFL_TRACE_CONN_DOWN = 5, /* a connection failed/dropped (watcher = slot index) */
+    REFL_TRACE_VERIFIED = 6,  /* a verification of this watcher finished */
+    REFL_TRACE_ERROR = 7,     /* a request failed (detail: the status and message) */
+} refl_trace_kind;
+
+typedef struct refl_trace {
+    refl_trace_kind kind;
+    size_t watcher; /* index (a connection slot for CONN_DOWN) */
+    int64_t revision;
+    uint64_t count;
+    const char *detail; /* may be "" */
+} refl_trace;
+
+typedef struct refl_fleet_opts {
+    const char *const *endpoints; /* "host:port" (an "http://" prefix is accepted); >= 1 */
+    size_t n_endpoints;
+    size_t count; /* watchers (>= 1) */
+    /* Each watcher's prefix: prefix_fmt when set (printf-style with exactly one %d, replaced by
+     * the watcher's namespace number: i % namespaces when namespaces > 0, else i); otherwise
+     * prefix + "ns-<i % namespaces>/" when namespaces > 0; otherwise prefix for all. */
+    const char *prefix; /* [ "/registry/pods/" ] */
+    const char *prefix_fmt;
+    size_t namespaces;
+    size_t conns; /* connection slots [0 = one per watcher]; capped at count */
+    refl_key_mode key_mode;
+    refl_miss_policy miss_policy;
+    refl_backoff_cfg backoff;    /* kind NONE (zeroed) = retry at once */
+    double qps, burst;           /* per watcher; qps 0 = unlimited */
+    int64_t page_size;           /* LIST limit per request; 0 = the whole prefix in one request */
+    int64_t resync_ms;           /* 0 = no resync */
+    uint32_t request_timeout_ms; /* LIST page / GET deadline [60000] */
+    uint64_t seed;               /* backoff jitter; watcher i uses seed + i */
+    void (*trace)(void *ud, const refl_trace *t); /* optional; runs on the loop thread */
+    void *trace_ud;
+} refl_fleet_opts;
+
+/* Extra per-watcher counters beyond refl_counters (same "monotonic" rule). */
+typedef struct refl_extra_counters {
+    uint64_t resyncs;        /* resync periods delivered from the cache (no request) */
+    uint64_t resync_objects; /* objects re-delivered by them */
+    uint64_t rewatches;      /* watches re-opened from the last revision (no relist) */
+    uint64_t reconnects;     /* retries after the connection was down */
+    uint64_t list_failures;  /* LIST pages that failed (the LIST is retried from scratch) */
+    uint64_t get_failures;
+    uint64_t duplicates; /* events at or below the revision already applied (dropped) */
+    uint64_t progress;   /* progress notifications */
+    uint64_t rekeys;     /* key-mode changes (each a fresh cache and a LIST) */
+    uint64_t verifies;   /* verifications completed for this watcher */
+} refl_extra_counters;
+
+/* A snapshot of one watcher. Strings are owned by the fleet (valid until it is freed). */
+typedef struct refl_watcher_info {
+    const char *name;
+    const char *prefix;
+    refl_state state;
+    bool synced;          /* a LIST has completed since the last cache reset */
+    int64_t revision;     /* the last revision applied (list revision or later event) */
+    size_t objects;       /* cache entries */
+    size_t slot;          /* connection slot */
+    const char *endpoint; /* the slot's current endpoint */
+    refl_key_mode key_mode;
+    refl_miss_policy miss_policy;
+    refl_counters counters;
+    refl_extra_counters extra;
+    bool verified;             /* has a verification report */
+    refl_verify_report verify; /* the last one */
+} refl_watcher_info;
+
+typedef struct refl_fleet_stats {
+    size_t watchers;
+    size_t synced;   /* synced and in WATCHING */
+    size_t watching; /* in WATCHING */
+    size_t held;
+    size_t objects;     /* cache entries over all watchers */
+    size_t conns_up;    /* connected slots */
+    uint64_t connects;  /* connection attempts */
+    uint64_t failovers; /* endpoint switches */
+    refl_counters totals;
+    refl_extra_counters extra;
+    refl_objpool_stats pool;
+    uint64_t verify_rounds, verify_lists;
+} refl_fleet_stats;
+
+/* Validates opts and builds the fleet (nothing is sent until start). NULL with a message in err
+ * on bad options or out of memory. The strings in opts are copied. */
+refl_fleet *refl_fleet_new(struct uv_loop_s *loop, const refl_fleet_opts *opts, char *err,
+                           size_t err_cap);
+/* Starts every watcher (the initial LISTs go out through each watcher's token bucket). */
+int refl_fleet_start(refl_fleet *f);
+/* Cancels every stream and request, closes every connection and timer; done(ud) runs on the
+ * loop once every handle is closed (keep running the loop); then refl_fleet_free. */
+void refl_fleet_stop(refl_fleet *f, void (*done)(void *ud), void *ud);
+void refl_fleet_free(refl_fleet *f);
+
+size_t refl_fleet_count(const refl_fleet *f);
+void refl_fleet_get_stats(const refl_fleet *f, refl_fleet_stats *out);
+/* 0, or -1 when i is out of range. */
+int refl_fleet_watcher_info(const refl_fleet *f, size_t i, refl_watcher_info *out);
+/* Direct read access to a watcher's cache (NULL if out of range); changes with the loop. */
+const refl_cache *refl_fleet_cache(const refl_fleet *f, size_t i);
+
+/* Live reconfiguration (all watchers). A key-mode change is a client restart with new code: a
+ * fresh cache and a LIST (counted in extra.rekeys, not as a relist). The others take effect
+ * for the next decision; the backoff state restarts with the new policy. */
+void refl_fleet_set_key_mode(refl_fleet *f, refl_key_mode mode);
+void refl_fleet_set_miss_policy(refl_fleet *f, refl_miss_policy p);
+void refl_fleet_set_backoff(refl_fleet *f, const refl_backoff_cfg *cfg);
+void refl_fleet_set_ratelimit(refl_fleet *f, double qps, double burst);
+void refl_fleet_set_resync(refl_fleet *f, int64_t resync_ms);
+
+/* Holds watcher i (true): its watch is canceled and no request is made, like a client cut off
+ * from the server; releasing it (false) re-watches from its last revision (or LISTs if it
+ * never synced). For scenarios ("partition this watcher") and tests (compaction while away). */
+int refl_fleet_hold(refl_fleet *f, size_t i, bool hold);
+
+/* Verification of every watcher against the server (see refl_verify). A watcher is verified
+ * when it is WATCHING with no event or GET pending: its event processing holds while a LIST of
+ * its prefix at its revision is read (truths are shared between watchers of the same prefix
+ * and revision). Watchers that do not get there within timeout_ms are counted unverified.
+ * done runs once with the round's totals; per-watcher reports via refl_fleet_watcher_info, and
+ * counters.divergent is set from the report. Returns 0, or -1 when a round is in progress. */
+typedef struct refl_verify_round {
+    size_t verified, unverified, divergent_watchers;
+    uint64_t missing, extra, stale, ahead, collided, misplaced, divergent;
+    int64_t min_revision, max_revision; /* over verified watchers */
+    uint64_t lists;                     /* truth LISTs read */
+} refl_verify_round;
+int refl_fleet_verify(refl_fleet *f, uint32_t timeout_ms,
+                      void (*done)(void *ud, const refl_verify_round *r), void *ud);
+bool refl_fleet_verifying(const refl_fleet *f);
+/* The last finished round (zeroed if none). */
+refl_verify_round refl_fleet_last_verify(const refl_fleet *f);
+
+/* The JSON summary: refl_summary_json's {"totals": {...}, "watchers": [...]} plus a "fleet"
+ * object (connections, synced, objects, pool, extra counters, the last verification and up to
+ * 8 divergence listings). malloc'd, NULL on ENOMEM. */
+char *refl_fleet_summary_json(const refl_fleet *f, size_t *len);
+
 #ifdef __cplusplus
 }
 #endif
