@@ -35,9 +35,9 @@ extern "C" {
 
 typedef enum kv_code {
     KV_OK = 0,
-    KV_ERR_COMPACTED,       /* OUT_OF_RANGE "etcdserver: mvcc: required revision has been compacted" */
-    KV_ERR_FUTURE_REV,      /* OUT_OF_RANGE "etcdserver: mvcc: required revision is a future revision" */
-    KV_ERR_EMPTY_KEY,       /* INVALID_ARGUMENT "etcdserver: key is not provided" */
+    KV_ERR_COMPACTED,  /* OUT_OF_RANGE "etcdserver: mvcc: required revision has been compacted" */
+    KV_ERR_FUTURE_REV, /* OUT_OF_RANGE "etcdserver: mvcc: required revision is a future revision" */
+    KV_ERR_EMPTY_KEY,  /* INVALID_ARGUMENT "etcdserver: key is not provided" */
     KV_ERR_TOO_MANY_OPS,    /* INVALID_ARGUMENT "etcdserver: too many operations in txn request" */
     KV_ERR_DUPLICATE_KEY,   /* INVALID_ARGUMENT "etcdserver: duplicate key given in txn request" */
     KV_ERR_LEASE_NOT_FOUND, /* NOT_FOUND "etcdserver: requested lease not found" */
@@ -51,11 +51,13 @@ typedef enum kv_code {
     KV_ERR_LAYOUT,          /* kv_open: written by an incompatible layout version */
     KV_ERR_CORRUPT,         /* kv_open or a read: the data does not decode */
     /* Added after the first draft (appended so earlier values stay stable): */
-    KV_ERR_KEY_NOT_FOUND,   /* INVALID_ARGUMENT "etcdserver: key not found" (ignore_value/lease on a
-                               missing key; an empty RequestOp inside a txn) */
-    KV_ERR_VALUE_PROVIDED,  /* INVALID_ARGUMENT "etcdserver: value is provided" (ignore_value + value) */
-    KV_ERR_LEASE_PROVIDED,  /* INVALID_ARGUMENT "etcdserver: lease is provided" (ignore_lease + lease) */
-    KV_ERR_LEASE_EXISTS,    /* FAILED_PRECONDITION "etcdserver: lease already exists" */
+    KV_ERR_KEY_NOT_FOUND,  /* INVALID_ARGUMENT "etcdserver: key not found" (ignore_value/lease on a
+                              missing key; an empty RequestOp inside a txn) */
+    KV_ERR_VALUE_PROVIDED, /* INVALID_ARGUMENT "etcdserver: value is provided" (ignore_value +
+                              value) */
+    KV_ERR_LEASE_PROVIDED, /* INVALID_ARGUMENT "etcdserver: lease is provided" (ignore_lease +
+                              lease) */
+    KV_ERR_LEASE_EXISTS,   /* FAILED_PRECONDITION "etcdserver: lease already exists" */
     KV_ERR_LEASE_TTL_TOO_LARGE, /* OUT_OF_RANGE "etcdserver: too large lease TTL" */
 } kv_code;
 
@@ -73,7 +75,8 @@ int kv_code_grpc_status(kv_code code);
 
 #define KV_MAX_TXN_OPS   128 /* etcd's default --max-txn-ops */
 #define KV_MAX_TXN_DEPTH 32  /* nesting bound: keeps recursion (and the stack) bounded */
-#define KV_MAX_KEY_LEN   511 /* LMDB's default maximum key size; longer keys get KV_ERR_KEY_TOO_LONG */
+#define KV_MAX_KEY_LEN                                                                             \
+    511 /* LMDB's default maximum key size; longer keys get KV_ERR_KEY_TOO_LONG */
 
 /* ---- arena: response memory ------------------------------------------------------------ */
 
@@ -89,8 +92,8 @@ void kv_arena_free(kv_arena *a);
 typedef struct kv_store kv_store;
 
 typedef struct kv_options {
-    size_t map_size;     /* LMDB map size in bytes; 0 = default (8 GiB). Full store -> KV_ERR_NOSPACE */
-    bool no_sync;        /* benchmarks only: commits are not fsynced (NOT durable) */
+    size_t map_size; /* LMDB map size in bytes; 0 = default (8 GiB). Full store -> KV_ERR_NOSPACE */
+    bool no_sync;    /* benchmarks only: commits are not fsynced (NOT durable) */
     uint64_t cluster_id; /* used when creating a new store; 0 = random. Persisted. */
     uint64_t member_id;  /* used when creating a new store; 0 = random. Persisted. */
     /* Leases (added; zero = the earlier behaviour). With `leases` the engine is the lessor: a put
@@ -111,9 +114,9 @@ typedef struct kv_status {
     int64_t compact_revision; /* logical compaction point (0 = never compacted) */
     int64_t compact_finished; /* revision up to which physical removal is done */
     uint64_t cluster_id, member_id;
-    int64_t db_size;          /* bytes of the LMDB file */
-    int64_t db_size_in_use;   /* bytes of pages in use */
-    int64_t keys;             /* live keys at the current revision */
+    int64_t db_size;        /* bytes of the LMDB file */
+    int64_t db_size_in_use; /* bytes of pages in use */
+    int64_t keys;           /* live keys at the current revision */
 } kv_status;
 
 void kv_status_get(kv_store *s, kv_status *st);
@@ -121,7 +124,8 @@ void kv_status_get(kv_store *s, kv_status *st);
 /* Fills an etcd response header (cluster id, member id, revision given, raft_term 1). */
 void kv_fill_header(kv_store *s, Etcdserverpb__ResponseHeader *h, int64_t revision);
 
-/* ---- reads ------------------------------------------------------------------------------------ */
+/* ---- reads ------------------------------------------------------------------------------------
+ */
 
 /* etcd's Range: single key, [key, range_end), range_end "\0" = from key; limit (with `more` and
  * `count` = all matches), revision (historical read; ErrCompacted / ErrFutureRev), sort,
@@ -139,8 +143,8 @@ typedef struct kv_range_info {
     int64_t revision; /* header revision: the store's current revision at the read */
     int64_t count;
     bool more;
-    size_t kvs;       /* number of KeyValues handed to fn */
-    size_t kv_bytes;  /* sum of their encoded lengths */
+    size_t kvs;      /* number of KeyValues handed to fn */
+    size_t kv_bytes; /* sum of their encoded lengths */
 } kv_range_info;
 
 typedef int (*kv_raw_fn)(void *ud, const uint8_t *kv, size_t len);
@@ -268,11 +272,11 @@ int kv_compact_step(kv_store *s, size_t max_items, bool *done, kv_err *err);
 /* ---- change feed (for watches) ------------------------------------------------------------- */
 
 typedef struct kv_event {
-    int type;             /* MVCCPB__EVENT__EVENT_TYPE__PUT or ..._DELETE */
-    int64_t main, sub;    /* revision of the event */
+    int type;          /* MVCCPB__EVENT__EVENT_TYPE__PUT or ..._DELETE */
+    int64_t main, sub; /* revision of the event */
     const uint8_t *key;
     size_t key_len;
-    const uint8_t *kv;    /* encoded mvccpb.KeyValue (a DELETE's has key + mod_revision only) */
+    const uint8_t *kv; /* encoded mvccpb.KeyValue (a DELETE's has key + mod_revision only) */
     size_t kv_len;
     const uint8_t *prev_kv; /* encoded previous KeyValue of the key, NULL if none or not asked */
     size_t prev_kv_len;
