@@ -158,7 +158,7 @@ int kv_exec_put(kv_wctx *w, const Etcdserverpb__PutRequest *req, kv_arena *a, bo
     rec.value = req->ignore_value ? prev.value : req->value.data;
     rec.value_len = req->ignore_value ? prev.value_len : req->value.len;
     rec.lease = req->ignore_lease ? prev.lease : req->lease;
-    size_t len;
+    size_t len = 0;
     int code = encode_scratch(w, &rec, &len, err);
     if (!code)
         code = ev_add(w, MVCCPB__EVENT__EVENT_TYPE__PUT, main, sub, w->scratch.p + 1, len,
@@ -241,7 +241,7 @@ int kv_exec_delete(kv_wctx *w, const Etcdserverpb__DeleteRangeRequest *req, kv_a
             resp->n_prev_kvs = i + 1;
         }
         kv_rec tomb = {prev.key, prev.key_len, 0, main, 0, 0, NULL, 0};
-        size_t len;
+        size_t len = 0;
         int64_t sub = w->changes;
         code = encode_scratch(w, &tomb, &len, err);
         if (!code)
