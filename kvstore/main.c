@@ -1,4 +1,4 @@
-/* main.c — the `kvstore` binary: `kvstore serve` runs the etcd v3 API server (KV,
+/* main.c — the `kvstore` binary: `kvstore serve` runs the etcd v3 API server (KV, Watch, Lease,
  * Maintenance.Status, /metrics, /health, /version) on one port.
  *
  * Flags use etcd's names where etcd has the setting, so scripts written for etcd carry over;
@@ -6,6 +6,10 @@
  * names the address actually bound (port 0 = ephemeral) and is flushed: tests and scripts wait
  * for it. SIGINT/SIGTERM shut down cleanly (GOAWAY, in-flight writes committed, LMDB closed,
  * exit 0). Any startup error: one line on stderr, exit 1.
+ *
+ * Hidden flags (for tests; not in --help): --progress-notify-interval DURATION (also spelled
+ * as etcd 3.5's --experimental-watch-progress-notify-interval; etcd 3.4 fixes it at 10m) and
+ * --watch-queue-bytes N.
  *
  * Allocator tuning (process-wide, so here and not in the library): LIST responses move tens of
  * MiB through short-lived buffers; glibc's default would mmap/munmap each of them and the page
@@ -24,7 +28,8 @@
 #include "server.h"
 
 static const char usage_text[] =
-    "kvstore serve — an etcd v3 API server (KV + Maintenance.Status) on an MVCC store in LMDB.\n"
+    "kvstore serve — an etcd v3 API server (KV, Watch, Lease, Maintenance.Status) on an MVCC\n"
+    "store in LMDB.\n"
     "\n"
     "It speaks gRPC like etcd 3.4 on one client port, so etcdctl and etcd client libraries work\n"
     "unchanged, and serves /metrics, /health and /version over HTTP/1.1 on the same port.\n"
@@ -105,6 +110,29 @@ static bool parse_hostport(const char *s, char *host, size_t hlen, int *port) {
     return true;
 }
 
+/* A Go-style duration ("500ms", "2s", "10m", "1h"; a bare number is milliseconds) in ms. */
+static bool parse_duration_ms(const char *s, uint64_t *out) {
+    if (!s || !*s || *s == '-') return false;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s) return false;
+    uint64_t mul;
+    if (!*end || !strcmp(end, "ms"))
+        mul = 1;
+    else if (!strcmp(end, "s"))
+        mul = 1000;
+    else if (!strcmp(end, "m"))
+        mul = 60000;
+    else if (!strcmp(end, "h"))
+        mul = 3600000;
+    else
+        return false;
+    if (v > 0xffffffffull / mul) return false;
+    *out = v * mul;
+    return true;
+}
+
 static void log_line(void *ud, const char *line) {
     (void)ud;
     fprintf(stderr, "kvstore: %s\n", line);
@@ -156,10 +184,18 @@ static int serve(int argc, char **argv) {
             o.no_sync = !val || !strcmp(val, "true") || !strcmp(val, "1");
             continue;
         }
-        static const char *const with_value[] = {
-            "data-dir",          "listen-client-urls",  "listen",
-            "max-request-bytes", "max-txn-ops",         "max-concurrent-streams",
-            "max-connections",   "quota-backend-bytes", NULL};
+        static const char *const with_value[] = {"data-dir",
+                                                 "listen-client-urls",
+                                                 "listen",
+                                                 "max-request-bytes",
+                                                 "max-txn-ops",
+                                                 "max-concurrent-streams",
+                                                 "max-connections",
+                                                 "quota-backend-bytes",
+                                                 "progress-notify-interval",
+                                                 "experimental-watch-progress-notify-interval",
+                                                 "watch-queue-bytes",
+                                                 NULL};
         bool known = false;
         for (int k = 0; with_value[k]; k++)
             if (!strcmp(key, with_value[k])) known = true;
@@ -207,6 +243,15 @@ static int serve(int argc, char **argv) {
             if (!parse_u64(val, (uint64_t)1 << 46, &v))
                 return die("bad --quota-backend-bytes %s%s", val, "");
             o.quota_backend_bytes = (size_t)v; /* 0 = default, as in etcd */
+        } else if (!strcmp(key, "progress-notify-interval") ||
+                   !strcmp(key, "experimental-watch-progress-notify-interval")) {
+            if (!parse_duration_ms(val, &v) || v == 0)
+                return die("bad --progress-notify-interval %s%s (e.g. 10m, 5s, 500ms)", val, "");
+            o.progress_notify_ms = (uint32_t)v;
+        } else if (!strcmp(key, "watch-queue-bytes")) {
+            if (!parse_u64(val, (uint64_t)1 << 40, &v) || v == 0)
+                return die("bad --watch-queue-bytes %s%s", val, "");
+            o.watch_queue_bytes = (size_t)v;
         }
     }
     o.host = host;

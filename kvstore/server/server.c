@@ -1,7 +1,9 @@
-/* server.c — assembling `kvstore serve`: the engine (kv_open), the metrics registry, the HTTP/1
- * side, the gRPC server with the KV and Maintenance.Status method table, the writer thread; and
- * taking them down in order (GOAWAY and in-flight calls first, then the writer, then HTTP/1,
- * then LMDB).
+/* server.c — assembling `kvstore serve`: the engine (kv_open, with leases), the metrics
+ * registry, the HTTP/1 side, the gRPC server with the KV, Watch, Lease and Maintenance.Status
+ * method table, the watch hub and lease expiry (watch_service.c, lease_service.c), the writer
+ * thread; and taking them down in order (Watch and LeaseKeepAlive streams end at once with
+ * etcd's "server stopped", the expiry timer stops; then GOAWAY and in-flight calls, then the
+ * writer, then the watch/lease handles and HTTP/1, then the hub, then LMDB).
  *
  * One process per data dir: LMDB itself allows several processes on one environment, but each
  * server keeps its revision in memory, so two servers on one dir would hand out the same
@@ -57,13 +59,6 @@ static void on_http1(void *ud, uv_tcp_t *tcp, const char *initial, size_t n) {
     kvs_http1_adopt(srv->http1, tcp, initial, n);
 }
 
-/* No Lease service yet: no lease exists, so a put naming one fails as etcd's does. */
-static bool no_leases(void *ud, int64_t lease) {
-    (void)ud;
-    (void)lease;
-    return false;
-}
-
 static int health_ok(void *ud) {
     (void)ud;
     return 1;
@@ -92,8 +87,63 @@ static double g_dbsize(void *ud) {
 /* ---- start ---- */
 
 static const char *const method_paths[KVS_M__N] = {
-    "/etcdserverpb.KV/Range", "/etcdserverpb.KV/Put",     "/etcdserverpb.KV/DeleteRange",
-    "/etcdserverpb.KV/Txn",   "/etcdserverpb.KV/Compact", "/etcdserverpb.Maintenance/Status"};
+    "/etcdserverpb.KV/Range",
+    "/etcdserverpb.KV/Put",
+    "/etcdserverpb.KV/DeleteRange",
+    "/etcdserverpb.KV/Txn",
+    "/etcdserverpb.KV/Compact",
+    "/etcdserverpb.Maintenance/Status",
+    "/etcdserverpb.Watch/Watch",
+    "/etcdserverpb.Lease/LeaseGrant",
+    "/etcdserverpb.Lease/LeaseRevoke",
+    "/etcdserverpb.Lease/LeaseKeepAlive",
+    "/etcdserverpb.Lease/LeaseTimeToLive",
+    "/etcdserverpb.Lease/LeaseLeases",
+};
+
+const char *kvs_method_name(kvs_method m) {
+    if (m < 0 || m >= KVS_M__N) return "other";
+    if (m < KVS_M_WATCH) return kvs_method_names[m];
+    return strrchr(method_paths[m], '/') + 1;
+}
+
+static const char *method_service(kvs_method m) {
+    if (m == KVS_M_STATUS) return "etcdserverpb.Maintenance";
+    if (m == KVS_M_WATCH) return "etcdserverpb.Watch";
+    if (m >= KVS_M_LEASE_GRANT) return "etcdserverpb.Lease";
+    return "etcdserverpb.KV";
+}
+
+static bool method_is_stream(kvs_method m) {
+    return m == KVS_M_WATCH || m == KVS_M_LEASE_KEEPALIVE;
+}
+
+/* The method table entry of m (the KV ones are kv_service.c's). */
+static void method_entry(kvs_server *srv, kvs_method m, grpc_method *gm) {
+    memset(gm, 0, sizeof *gm);
+    srv->mud[m] = (kvs_method_ud){KVS_TAG_METHOD, srv, m};
+    gm->path = method_paths[m];
+    gm->ud = &srv->mud[m];
+    gm->kind = method_is_stream(m) ? GRPC_BIDI_STREAM : GRPC_UNARY;
+    if (m == KVS_M_WATCH) {
+        gm->on_open = kvs_watch_on_open;
+        gm->on_message = kvs_watch_on_message;
+        gm->on_half_close = kvs_watch_on_half_close;
+        gm->on_cancel = kvs_watch_on_cancel;
+        gm->on_writable = kvs_watch_on_writable;
+    } else if (m == KVS_M_LEASE_KEEPALIVE) {
+        gm->on_open = kvs_lease_ka_on_open;
+        gm->on_message = kvs_lease_ka_on_message;
+        gm->on_half_close = kvs_lease_ka_on_half_close;
+        gm->on_cancel = kvs_lease_ka_on_cancel;
+    } else if (m >= KVS_M_LEASE_GRANT) {
+        gm->on_unary = kvs_lease_on_unary;
+        gm->on_cancel = kvs_on_cancel; /* in the writer or answered at once: nothing parked */
+    } else {
+        gm->on_unary = kvs_on_unary;
+        gm->on_cancel = kvs_on_cancel;
+    }
+}
 
 static void apply_defaults(kvs_server_opts *o) {
     if (!o->host || !*o->host) o->host = "127.0.0.1";
@@ -104,6 +154,8 @@ static void apply_defaults(kvs_server_opts *o) {
     if (!o->conn_out_cap) o->conn_out_cap = KVS_DEFAULT_CONN_OUT_CAP;
     if (!o->max_parked_bytes) o->max_parked_bytes = KVS_DEFAULT_MAX_PARKED_BYTES;
     if (!o->compact_batch) o->compact_batch = KVS_DEFAULT_COMPACT_BATCH;
+    if (!o->progress_notify_ms) o->progress_notify_ms = KVS_DEFAULT_PROGRESS_MS;
+    if (!o->watch_queue_bytes) o->watch_queue_bytes = KVS_DEFAULT_WATCH_QUEUE_BYTES;
 }
 
 /* mkdir -p (etcd creates missing parents of --data-dir too). */
@@ -142,6 +194,8 @@ static int lock_data_dir(const char *dir, char *err, size_t err_len) {
 }
 
 static void free_partial(kvs_server *srv) {
+    kvs_watch_free(srv);
+    kvs_lease_free(srv);
     if (srv->store) kv_close(srv->store);
     if (srv->dir_lock >= 0) close(srv->dir_lock);
     if (srv->reg) kvs_registry_free(srv->reg);
@@ -188,7 +242,9 @@ int kvs_server_start(uv_loop_t *loop, const kvs_server_opts *opts, kvs_server **
         return -1;
     }
 
-    kv_options ko = {.map_size = srv->opts.quota_backend_bytes, .no_sync = srv->opts.no_sync};
+    srv->loop_thread = uv_thread_self();
+    kv_options ko = {
+        .map_size = srv->opts.quota_backend_bytes, .no_sync = srv->opts.no_sync, .leases = true};
     kv_err kerr;
     memset(&kerr, 0, sizeof kerr);
     if (kv_open(srv->data_dir, &ko, &srv->store, &kerr) != KV_OK) {
@@ -199,8 +255,6 @@ int kvs_server_start(uv_loop_t *loop, const kvs_server_opts *opts, kvs_server **
         return -1;
     }
 
-    kv_set_lease_checker(srv->store, no_leases, NULL);
-
     srv->reg = kvs_registry_new();
     if (!srv->reg || kvs_srv_metrics_init(&srv->metrics, srv->reg) != 0) {
         seterr(err, err_len, "%s%s", "cannot create the metrics registry", "");
@@ -208,8 +262,8 @@ int kvs_server_start(uv_loop_t *loop, const kvs_server_opts *opts, kvs_server **
         return -1;
     }
     for (int m = 0; m < KVS_M__N; m++) {
-        const char *svc = m == KVS_M_STATUS ? "etcdserverpb.Maintenance" : "etcdserverpb.KV";
-        if (kvs_rpc_metrics_init(&srv->metrics, svc, kvs_method_names[m], "unary", &srv->rpc[m])) {
+        if (kvs_rpc_metrics_init(&srv->metrics, method_service(m), kvs_method_name(m),
+                                 method_is_stream(m) ? "bidi_stream" : "unary", &srv->rpc[m])) {
             seterr(err, err_len, "%s%s", "cannot create the metrics registry", "");
             free_partial(srv);
             return -1;
@@ -241,15 +295,8 @@ int kvs_server_start(uv_loop_t *loop, const kvs_server_opts *opts, kvs_server **
     }
 
     grpc_method methods[KVS_M__N];
-    memset(methods, 0, sizeof methods);
-    for (int m = 0; m < KVS_M__N; m++) {
-        srv->mud[m] = (kvs_method_ud){KVS_TAG_METHOD, srv, (kvs_method)m};
-        methods[m].path = method_paths[m];
-        methods[m].kind = GRPC_UNARY;
-        methods[m].ud = &srv->mud[m];
-        methods[m].on_unary = kvs_on_unary;
-        methods[m].on_cancel = kvs_on_cancel;
-    }
+    for (int m = 0; m < KVS_M__N; m++)
+        method_entry(srv, (kvs_method)m, &methods[m]);
     grpc_server_opts go = {
         .max_recv_msg_size = srv->opts.max_request_bytes + KVS_GRPC_OVERHEAD_BYTES,
         .max_concurrent_streams = srv->opts.max_concurrent_streams,
@@ -269,6 +316,11 @@ int kvs_server_start(uv_loop_t *loop, const kvs_server_opts *opts, kvs_server **
     }
     uv_timer_init(loop, &srv->park_timer);
     srv->park_timer.data = srv;
+    /* Before the writer: the hub starts at the store's revision and sees every later commit. */
+    if (kvs_watch_init(srv) != 0 || kvs_lease_init(srv) != 0) {
+        seterr(err, err_len, "%s%s", "cannot create the watch hub and lessor", "");
+        goto fail_running;
+    }
     if (kvs_writer_start(srv, &srv->writer) != 0) {
         seterr(err, err_len, "%s%s", "cannot start the writer thread", "");
         goto fail_running;
@@ -291,6 +343,9 @@ fail_running : {
     grpc_server_shutdown(srv->grpc, on_flag, &grpc_done);
     kvs_http1_free(srv->http1, NULL, NULL);
     uv_close((uv_handle_t *)&srv->park_timer, on_noop_closed);
+    srv->closing = 1 << 20; /* the close callbacks below must not finish a shutdown */
+    kvs_watch_close(srv);
+    kvs_lease_close(srv);
     while (!grpc_done)
         uv_run(loop, UV_RUN_ONCE);
     uv_run(loop, UV_RUN_NOWAIT);
@@ -306,8 +361,10 @@ int kvs_server_port(const kvs_server *srv) {
 
 /* ---- shutdown ---- */
 
-static void step_done(kvs_server *srv) {
+void kvs_server_step_done(kvs_server *srv) {
     if (--srv->closing) return;
+    kvs_watch_free(srv);
+    kvs_lease_free(srv);
     kv_close(srv->store);
     srv->store = NULL;
     kvs_logf(srv, "stopped: LMDB closed");
@@ -315,11 +372,11 @@ static void step_done(kvs_server *srv) {
 }
 
 static void on_http1_freed(void *ud) {
-    step_done(ud);
+    kvs_server_step_done(ud);
 }
 
 static void on_park_timer_closed(uv_handle_t *h) {
-    step_done(h->data);
+    kvs_server_step_done(h->data);
 }
 
 static void on_grpc_done(void *ud) {
@@ -329,7 +386,8 @@ static void on_grpc_done(void *ud) {
     srv->writer = NULL;
     while (orphans) {
         kvs_req *next = orphans->next;
-        kvs_req_fail(orphans, GRPC_STATUS_UNAVAILABLE, "kvstore: server is stopping");
+        if (orphans->call) /* an expiry revoke has no caller */
+            kvs_req_fail(orphans, GRPC_STATUS_UNAVAILABLE, "kvstore: server is stopping");
         kvs_req_free(orphans);
         orphans = next;
     }
@@ -340,10 +398,13 @@ static void on_grpc_done(void *ud) {
         kc->in_park_list = false;
         kvs_conn_unref(kc);
     }
-    srv->closing = 2;
+    srv->closing = 2 + 1; /* +1 until every close below is counted */
+    srv->closing += kvs_watch_close(srv);
+    srv->closing += kvs_lease_close(srv);
     uv_timer_stop(&srv->park_timer);
     uv_close((uv_handle_t *)&srv->park_timer, on_park_timer_closed);
     kvs_http1_free(srv->http1, on_http1_freed, srv);
+    kvs_server_step_done(srv);
 }
 
 void kvs_server_shutdown(kvs_server *srv, void (*done)(void *ud), void *ud) {
@@ -352,12 +413,16 @@ void kvs_server_shutdown(kvs_server *srv, void (*done)(void *ud), void *ud) {
     srv->done = done;
     srv->done_ud = ud;
     kvs_logf(srv, "shutting down: GOAWAY to clients, finishing in-flight calls");
+    kvs_watch_shutdown_begin(srv);
+    kvs_lease_shutdown_begin(srv);
     grpc_server_shutdown(srv->grpc, on_grpc_done, srv);
 }
 
 void kvs_server_free(kvs_server *srv) {
     if (!srv) return;
     if (srv->grpc) grpc_server_free(srv->grpc);
+    kvs_watch_free(srv);
+    kvs_lease_free(srv);
     if (srv->store) kv_close(srv->store);
     if (srv->dir_lock >= 0) close(srv->dir_lock);
     kvs_chunk_pool_free(srv);

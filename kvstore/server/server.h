@@ -1,5 +1,5 @@
-/* server.h — `kvstore serve` as an embeddable object: the etcd v3 KV service and
- * Maintenance.Status on the MVCC engine, served over gRPC (proto/grpc.h) with the HTTP/1 side
+/* server.h — `kvstore serve` as an embeddable object: the etcd v3 KV, Watch and Lease services
+ * and Maintenance.Status on the MVCC engine, served over gRPC (proto/grpc.h) with the HTTP/1 side
  * (/metrics, /health, /version) on the same port.
  *
  * Key decisions:
@@ -12,6 +12,11 @@
  *   conn_out_cap, its further requests are parked (their request bytes kept, at most
  *   max_parked_bytes) until the client drains. Worst case server output memory is about
  *   max_connections x (conn_out_cap + largest single response).
+ * - Watch: the writer hands each commit's events (encoded once) to the watch hub on the loop;
+ *   slow watchers are held back and caught up from LMDB history, never queued per watcher.
+ * - Leases: grant and revoke are writes (through the writer, ordered with puts); keep-alive,
+ *   time-to-live and listing run on the loop; a 500 ms timer revokes expired leases through
+ *   the writer, so their keys' DELETE events reach watchers like any other write.
  * - Errors are values: kvs_server_start fills a message; nothing here prints or exits, except
  *   through the optional log hook.
  *
@@ -46,6 +51,9 @@ extern "C" {
 #define KVS_DEFAULT_CONN_OUT_CAP      ((size_t)32 << 20) /* park requests above this */
 #define KVS_DEFAULT_MAX_PARKED_BYTES  ((size_t)16 << 20)
 #define KVS_DEFAULT_COMPACT_BATCH     10000u
+#define KVS_DEFAULT_PROGRESS_MS       600000u            /* etcd: progress_notify every 10 min */
+#define KVS_DEFAULT_WATCH_QUEUE_BYTES ((size_t)64 << 20) /* commits in flight to the watch hub */
+#define KVS_LEASE_CHECK_MS            500                /* etcd's lessor expiry check period */
 
 /* Options; zero means the default. */
 typedef struct kvs_server_opts {
@@ -63,6 +71,11 @@ typedef struct kvs_server_opts {
                                         RESOURCE_EXHAUSTED */
     uint32_t compact_batch;     /* [10000] history records removed per physical compaction step */
     uint32_t shutdown_grace_ms; /* [3000] in-flight calls get this long at shutdown */
+    /* Watch: the progress_notify period (etcd's is fixed at 10 min; tests shorten it). */
+    uint32_t progress_notify_ms; /* [600000] */
+    /* Commits handed from the writer to the watch hub and not yet delivered: above this many
+     * bytes they are dropped and the hub catches watchers up from LMDB history instead. */
+    size_t watch_queue_bytes; /* [64 MiB] */
     /* Optional log hook (verbose mode): one line per event, no trailing newline. */
     void (*log)(void *ud, const char *line);
     void *log_ud;

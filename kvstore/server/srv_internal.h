@@ -1,5 +1,6 @@
 /* srv_internal.h — what the files of `kvstore serve` share: the server object, per-connection
- * state, one in-flight request, the writer thread's interface and the request decoder.
+ * state, one in-flight request, the writer thread's interface, the request decoder and the
+ * Watch / Lease services' entry points.
  * Not part of the public API (see server.h). */
 #ifndef RELIST_KVS_SRV_INTERNAL_H
 #define RELIST_KVS_SRV_INTERNAL_H
@@ -17,8 +18,19 @@ typedef enum kvs_method {
     KVS_M_TXN,
     KVS_M_COMPACT,
     KVS_M_STATUS,
+    /* Watch and Lease (watch_service.c, lease_service.c): kvs_method_names in kv_service.c
+     * names only the methods above; use kvs_method_name() for any method. */
+    KVS_M_WATCH,
+    KVS_M_LEASE_GRANT,
+    KVS_M_LEASE_REVOKE,
+    KVS_M_LEASE_KEEPALIVE,
+    KVS_M_LEASE_TTL,
+    KVS_M_LEASE_LEASES,
     KVS_M__N
 } kvs_method;
+
+/* Short gRPC method name ("Range", "Watch", "LeaseGrant", ...) of any method (server.c). */
+const char *kvs_method_name(kvs_method m);
 
 /* Tags telling apart what a call's user data points at (see on_cancel). */
 enum { KVS_TAG_METHOD = 0x6d657468, KVS_TAG_PARKED = 0x7061726b };
@@ -107,6 +119,13 @@ typedef struct kvs_req {
     int64_t compact_rev;
     bool physical;
     kv_err err; /* Compact, or a group failure */
+    /* Lease writes (lease_service.c): the writer hands w.lease = lease to kv_apply (op unused). */
+    kv_lease_op *lease;
+    kv_lease_op lease_op;
+    Etcdserverpb__LeaseRevokeRequest revoke_local; /* an expiry revoke (no client request) */
+    /* Completion on the loop thread instead of kvs_writer_done (which knows only KV requests);
+     * it must complete and free the request. */
+    void (*on_done)(struct kvs_req *r);
 } kvs_req;
 
 void kvs_req_free(kvs_req *r);
@@ -150,7 +169,15 @@ struct kvs_server {
     uint8_t *pool[16]; /* free LIST chunks (KVS_CHUNK_SIZE each), loop thread only */
     size_t n_pool;
     _Atomic uint64_t w_groups, w_writes, w_steps; /* updated by the writer */
+    struct kvs_watch *watch;                      /* watch_service.c */
+    struct kvs_lease *lease;                      /* lease_service.c */
+    uv_thread_t loop_thread; /* where kvs_server_start ran (the loop's thread) */
 };
+
+/* server.c: one shutdown step (a handle closed) finished. */
+void kvs_server_step_done(kvs_server *srv);
+/* Monotonic milliseconds: the clock every lease call gets (thread-safe, unlike uv_now). */
+int64_t kvs_now_ms(void);
 
 /* kv_service.c */
 #define KVS_CHUNK_SIZE ((size_t)1 << 20)
@@ -169,6 +196,32 @@ void kvs_finish_metrics(kvs_server *srv, kvs_conn *conn, kvs_method m, uint64_t 
 /* maintenance.c */
 void kvs_status_unary(kvs_server *srv, grpc_call *call, kvs_conn *conn, const uint8_t *msg,
                       size_t len, uint64_t t0);
+
+/* watch_service.c: the hub, its commit hand-over from the writer, timers and metrics.
+ * init runs before the writer starts (it installs the commit callback); shutdown_begin ends
+ * every Watch stream (etcd: "server stopped"); close runs after the writer stopped and returns
+ * how many kvs_server_step_done calls will follow; free runs before kv_close. */
+int kvs_watch_init(kvs_server *srv);
+void kvs_watch_shutdown_begin(kvs_server *srv);
+int kvs_watch_close(kvs_server *srv);
+void kvs_watch_free(kvs_server *srv);
+void kvs_watch_on_open(grpc_stream *s, void *ud);
+void kvs_watch_on_message(grpc_stream *s, const uint8_t *msg, size_t len, void *ud);
+void kvs_watch_on_half_close(grpc_stream *s, void *ud);
+void kvs_watch_on_cancel(grpc_call *call, void *ud);
+void kvs_watch_on_writable(grpc_call *call, void *ud);
+
+/* lease_service.c: the unary Lease methods, LeaseKeepAlive, the expiry timer, lease metrics.
+ * Same life cycle as the watch side. */
+int kvs_lease_init(kvs_server *srv);
+void kvs_lease_shutdown_begin(kvs_server *srv);
+int kvs_lease_close(kvs_server *srv);
+void kvs_lease_free(kvs_server *srv);
+void kvs_lease_on_unary(grpc_call *call, const uint8_t *msg, size_t len, void *ud);
+void kvs_lease_ka_on_open(grpc_stream *s, void *ud);
+void kvs_lease_ka_on_message(grpc_stream *s, const uint8_t *msg, size_t len, void *ud);
+void kvs_lease_ka_on_half_close(grpc_stream *s, void *ud);
+void kvs_lease_ka_on_cancel(grpc_call *call, void *ud);
 
 void kvs_logf(const kvs_server *srv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -10,6 +10,10 @@
  * between write groups, so writers never wait behind a long removal. Compact requests with
  * physical=true are held until the steps report done. An unfinished compaction found at start
  * resumes here.
+ *
+ * Lease grants and revokes (lease_service.c, including the expiry timer's revokes) are writes
+ * like the others: they go through the same queue and group commit, so a revoke's DELETE
+ * events are ordered with the puts around it. Their completion is their own (kvs_req.on_done).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,12 +54,26 @@ typedef struct post_arg {
     kvs_req *list;
 } post_arg;
 
+/* Completes in order: runs of KV requests go to kvs_writer_done, the others to on_done. */
 static void on_posted(void *arg) {
     post_arg *pa = arg;
     kvs_server *srv = pa->srv;
     kvs_req *list = pa->list;
     free(pa);
-    kvs_writer_done(srv, list);
+    while (list) {
+        kvs_req *run = list, **tail = &run;
+        while (*tail && !(*tail)->on_done)
+            tail = &(*tail)->next;
+        list = *tail;
+        *tail = NULL;
+        if (run) kvs_writer_done(srv, run);
+        if (list) {
+            kvs_req *r = list;
+            list = r->next;
+            r->next = NULL;
+            r->on_done(r);
+        }
+    }
 }
 
 static void post_done(kvs_writer *w, done_list *d) {
@@ -98,7 +116,8 @@ static void apply_group(kvs_writer *w, kvs_req **reqs, size_t n) {
     }
     for (size_t i = 0; i < n; i++) {
         memset(&w->wv[i], 0, sizeof w->wv[i]);
-        w->wv[i].op = &reqs[i]->op;
+        w->wv[i].op = reqs[i]->lease ? NULL : &reqs[i]->op;
+        w->wv[i].lease = reqs[i]->lease;
         w->wv[i].arena = reqs[i]->arena;
     }
     kv_err err;

@@ -19,7 +19,8 @@
 #   /r/c      4     4      1     melon
 #   /r/d      8    11      4     fig
 
-COMPAT_GROUPS=(basics put_get sort put_variants delete txn errors status compaction)
+COMPAT_GROUPS=(basics put_get sort put_variants delete txn errors status watch lease compaction
+    watch_compacted)
 
 # put_seq N KEY: a value of N numbered lines (multi-frame over HTTP/2 for large N), from stdin.
 put_seq() { seq 1 "$1" | ctl put "$2"; }
@@ -242,6 +243,116 @@ steps_compaction() {
     step get_at_physical_json ctl get --prefix /r --rev 12 -w json
     step get_all_after_compaction_json ctl get --from-key "" --keys-only -w json
     step status_after_compaction_json ctl endpoint status -w json
+}
+
+# ---- watch and lease ------------------------------------------------------------------------
+# Watches are streaming commands: they run under ctl_for for a fixed time. A live watch gets
+# WATCH_SETTLE seconds to connect and create its watcher before the writes start (the output
+# would otherwise depend on timing); catch-up watches use --rev, which makes them independent
+# of timing altogether. Revisions of the writes are tracked in the comments as above.
+WATCH_SETTLE=${WATCH_SETTLE:-1}
+
+# watch_while SECS WATCH_ARGS... -- CMD...: `etcdctl watch WATCH_ARGS` for SECS seconds; CMD
+# (writes, output discarded) runs WATCH_SETTLE seconds after the watch started.
+watch_while() {
+    local secs=$1 wpid
+    local -a wargs=()
+    shift
+    while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+        wargs+=("$1")
+        shift
+    done
+    shift
+    ctl_for "$secs" watch "${wargs[@]}" &
+    wpid=$!
+    sleep "$WATCH_SETTLE"
+    "$@" >/dev/null 2>&1
+    wait "$wpid"
+}
+
+# The store's current revision (from a Range header), for --rev arguments.
+cur_rev() { ctl get / -w json | sed -nE 's/.*"revision":([0-9]+).*/\1/p'; }
+
+w_live_writes() { # revs: 34 35 36(outside /w/) 37
+    ctl put /w/a 1 && ctl put /w/b 2 && ctl put /x/out 3 && ctl del /w/a
+}
+w_key_writes() { ctl put /w/b 3 && ctl put /w/c 4; } # revs 38 39
+
+steps_watch() {
+    step watch_prefix_live watch_while 3 --prefix /w/ -- w_live_writes
+    expect "DELETE"
+    step watch_rev_history ctl_for 1.5 watch --prefix /w/ --rev 34
+    step watch_rev_history_json ctl_for 1.5 watch --prefix /w/ --rev 34 -w json
+    expect '"revision":37'
+    step watch_prev_kv_history ctl_for 1.5 watch --prefix /w/ --rev 34 --prev-kv
+    step watch_single_key_live watch_while 3 /w/b --prev-kv -- w_key_writes
+    expect "3"
+    step watch_range_history ctl_for 1.5 watch /w/a /w/c --rev 30
+    step watch_all_keys_from_rev ctl_for 1.5 watch --prefix "" --rev 36
+    expect "/x/out"
+}
+
+# Lease ids are random (normalized to <LEASE>); the id of the last grant is kept in LEASE_ID.
+LEASE_ID=""
+lease_grant() { # TTL: prints etcdctl's output, remembers the id
+    local out rc
+    out=$(ctl lease grant "$1")
+    rc=$?
+    printf '%s\n' "$out"
+    LEASE_ID=$(printf '%s\n' "$out" | sed -nE 's/^lease ([0-9a-f]+) granted.*/\1/p')
+    return "$rc"
+}
+l_revoke() { ctl lease revoke "$LEASE_ID"; }
+# sleep_get SECS ARGS: etcdctl get after SECS seconds (lease expiry).
+sleep_get() {
+    sleep "$1"
+    shift
+    ctl get "$@"
+}
+
+steps_lease() {
+    step lease_grant lease_grant 600
+    expect "granted with TTL(600s)"
+    step lease_put_a ctl put --lease="$LEASE_ID" /l/a va # rev 40
+    step lease_put_b ctl put --lease="$LEASE_ID" /l/b vb # rev 41
+    step lease_get_json ctl get /l/a -w json
+    expect '"lease":<LEASE>'
+    step lease_timetolive ctl lease timetolive "$LEASE_ID"
+    expect "remaining(<~600>s)"
+    step lease_timetolive_keys ctl lease timetolive --keys "$LEASE_ID"
+    expect "attached keys([/l/a /l/b])"
+    step lease_list ctl lease list
+    expect "found 1 leases"
+    step lease_keep_alive_once ctl lease keep-alive --once "$LEASE_ID"
+    expect "keepalived with TTL(600)"
+    step lease_revoke_watched watch_while 3 --prefix /l/ -- l_revoke # rev 42: both keys
+    expect "DELETE"
+    step lease_get_after_revoke ctl get --prefix /l/
+    step lease_revoke_again ctl lease revoke "$LEASE_ID"
+    expect "etcdserver: requested lease not found"
+    step lease_timetolive_revoked ctl lease timetolive "$LEASE_ID"
+    expect "already expired"
+    # keep-alive of an unknown lease answers TTL 0; etcdctl reports not-found and exits 2.
+    STEP_OK_EXITS=2 step lease_keep_alive_revoked ctl lease keep-alive --once "$LEASE_ID"
+    expect "etcdserver: requested lease not found"
+    step lease_list_empty ctl lease list
+    step lease_grant_below_min lease_grant 1 # etcd raises it to its minimum, 2 s
+    expect "TTL(2s)"
+    step lease_put_expiring ctl put --lease="$LEASE_ID" /e/k v # rev 43
+    step lease_expired_key_gone sleep_get 3.5 --prefix /e/ # rev 44: the expiry's delete
+    step lease_expiry_watched ctl_for 1.5 watch --prefix /e/ --rev 43
+    expect "DELETE"
+    step lease_list_after_expiry ctl lease list
+    step lease_get_revision_json ctl get /nope -w json
+    expect '"revision":44'
+}
+
+steps_watch_compacted() {
+    # etcd answers created, then canceled with compact_revision; etcdctl prints the error and
+    # "watch is canceled by the server", exit 5 (ExitInterrupted).
+    STEP_OK_EXITS=5 step watch_compacted_rev ctl_for 3 watch /w/b --rev 2
+    expect "watch was canceled (etcdserver: mvcc: required revision has been compacted)"
+    step watch_at_compacted_rev ctl_for 1.5 watch --prefix /r/ --rev 12
 }
 
 # txn_puts N PREFIX: one txn of N puts PREFIX000..; etcd allows 128 ops per txn by default.

@@ -15,8 +15,9 @@
 # - Both sessions run concurrently (one per server) and are compared afterwards; each step is
 #   recorded as normalized stdout, then stderr, then the exit status.
 # - Normalization removes only what legitimately differs between two servers (ids, raft
-#   numbers, sizes, versions, ports, timings, etcdctl's random client ids). Revisions are kept:
-#   both servers start at revision 1 and must agree on every one of them. Id-like fields are
+#   numbers, sizes, versions, ports, timings, etcdctl's random client ids, lease ids — hex in
+#   etcdctl's text, decimal in JSON — and a lease's remaining seconds within 590..600).
+#   Revisions are kept: both servers start at revision 1 and must agree on every one of them. Id-like fields are
 #   only masked when nonzero, so a server that leaves them 0 (which Go's JSON then omits)
 #   still shows as a difference.
 # - One hung server cannot stall the run: every etcdctl call is bounded, a step slower than
@@ -57,6 +58,10 @@ compat_normalize() {
         -e 's/"ts":"[^"]*",//g' \
         -e 's/"target":"[^"]*",//g' \
         -e 's/(is healthy: successfully committed proposal: took = )[^ ]+$/\1<T>/' \
+        -e 's/(lease )[0-9a-f]{1,16}( granted| revoked| keepalived| already expired)/\1<LEASE>\2/' \
+        -e 's/^[0-9a-f]{13,16}$/<LEASE>/' \
+        -e 's/"(lease|ID)":[1-9][0-9]*/"\1":<LEASE>/g' \
+        -e 's/remaining\((59[0-9]|600)s\)/remaining(<~600>s)/' \
         -e 's/^(<ENDPOINT>), [1-9a-f][0-9a-f]*, [^,]+, [^,]+, (true|false), (true|false), [1-9][0-9]*, [1-9][0-9]*, [1-9][0-9]*, /\1, <MEMBER>, <VERSION>, <DBSIZE>, \2, \3, <TERM>, <INDEX>, <APPLIED>, /' \
         -e '$a\'
 }
