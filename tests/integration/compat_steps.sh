@@ -310,6 +310,22 @@ sleep_get() {
     ctl get "$@"
 }
 
+# `lease timetolive --keys`, with the attached keys sorted: etcd lists them in Go map order,
+# which differs from run to run.
+ttl_keys_sorted() {
+    local out rc line keys
+    out=$(ctl lease timetolive --keys "$1" 2>&1)
+    rc=$?
+    while IFS= read -r line; do
+        if [[ $line =~ ^(.*attached\ keys\(\[)([^]]*)(\]\).*)$ ]]; then
+            keys=$(tr ' ' '\n' <<<"${BASH_REMATCH[2]}" | sort | paste -sd' ' -)
+            line="${BASH_REMATCH[1]}${keys}${BASH_REMATCH[3]}"
+        fi
+        printf '%s\n' "$line"
+    done <<<"$out"
+    return $rc
+}
+
 steps_lease() {
     step lease_grant lease_grant 600
     expect "granted with TTL(600s)"
@@ -319,7 +335,7 @@ steps_lease() {
     expect '"lease":<LEASE>'
     step lease_timetolive ctl lease timetolive "$LEASE_ID"
     expect "remaining(<~600>s)"
-    step lease_timetolive_keys ctl lease timetolive --keys "$LEASE_ID"
+    step lease_timetolive_keys ttl_keys_sorted "$LEASE_ID"
     expect "attached keys([/l/a /l/b])"
     step lease_list ctl lease list
     expect "found 1 leases"
