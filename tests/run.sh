@@ -2,23 +2,12 @@
 # The test command: installs what the tests need (Debian 12, as root), builds relistlab twice —
 # a release build and an ASan+UBSan build — and runs the whole ctest suite on each.
 #   RELIST_SKIP_SANITIZE=1   skip the sanitizer pass (faster local runs)
-#   RELIST_MODEL_SEEDS / RELIST_MODEL_OPS   widen the randomized model test (see tests/README.md)
+#   RELIST_MODEL_SEED(S) / RELIST_MODEL_OPS  widen the randomized model test (tests/unit/test_kv_model.c)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
-      libuv1-dev libprotobuf-c-dev protobuf-c-compiler liblmdb-dev libcmocka-dev
-      libnghttp2-dev libhttp-parser-dev etcd-server etcd-client curl)
-missing=()
-for p in "${pkgs[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "installing: ${missing[*]}"
-    if [ "$(id -u)" -ne 0 ]; then echo "need root to apt-get install ${missing[*]}" >&2; exit 1; fi
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+. tests/deps.sh
+relist_install_deps
 
 jobs=$(nproc)
 build() { # dir, extra cmake args...
