@@ -1,7 +1,7 @@
 /* srv_harness.h — shared by the `kvstore serve` suites (test_srv_kv.c, test_srv_limits.c): the
  * server in-process on its own loop in a thread (127.0.0.1, port 0), a synchronous wrapper around
- * the project's gRPC client, raw-socket and HTTP helpers. Header-only (static inline) so each
- * suite stays one executable. */
+ * the project's gRPC client (on etcd_proc.h's loop helpers), raw-socket and HTTP helpers.
+ * Header-only (static inline) so each suite stays one executable. */
 #ifndef RELIST_SRV_HARNESS_H
 #define RELIST_SRV_HARNESS_H
 
@@ -26,6 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "etcd_proc.h" /* run_until, result, unary_wait */
 #include "grpc.h"
 #include "rpc.pb-c.h"
 #include "server.h"
@@ -159,25 +160,8 @@ typedef struct cli {
     grpc_client *c;
 } cli;
 
-static inline void on_wake(uv_timer_t *t) {
-    (void)t;
-}
-
-static inline bool run_until(uv_loop_t *loop, const volatile bool *flag, uint64_t timeout_ms) {
-    uv_timer_t t;
-    uv_timer_init(loop, &t);
-    uv_timer_start(&t, on_wake, 5, 5);
-    uint64_t end = uv_now(loop) + timeout_ms;
-    while (!*flag && uv_now(loop) < end)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    return *flag;
-}
-
 static inline void sleep_loop(uv_loop_t *loop, uint64_t ms) {
-    bool f = false;
-    run_until(loop, &f, ms);
+    run_for(loop, ms);
 }
 
 static inline cli *cli_new(int port) {
@@ -198,44 +182,12 @@ static inline void cli_free(cli *c) {
     free(c);
 }
 
-typedef struct result {
-    bool done;
-    int status;
-    char message[256];
-    uint8_t *data;
-    size_t len;
-} result;
-
-static inline void on_result(void *ud, int status, const char *message, const uint8_t *resp,
-                             size_t len) {
-    result *r = ud;
-    r->done = true;
-    r->status = status;
-    snprintf(r->message, sizeof r->message, "%s", message);
-    free(r->data);
-    r->data = NULL;
-    if (resp) {
-        r->data = malloc(len ? len : 1);
-        memcpy(r->data, resp, len);
-    }
-    r->len = len;
-}
-
 static inline int call_raw(cli *c, const char *path, const void *req, size_t len, result *r) {
-    r->done = false;
-    int rv = grpc_client_unary(c->c, path, req, len, 20000, on_result, r);
-    if (rv != 0) return rv;
-    if (!run_until(&c->loop, &r->done, 30000)) return -100;
-    return r->status;
+    return unary_raw_wait(&c->loop, c->c, path, req, len, r, 20000, 30000);
 }
 
 static inline int call(cli *c, const char *path, const ProtobufCMessage *m, result *r) {
-    size_t n = protobuf_c_message_get_packed_size(m);
-    uint8_t *buf = malloc(n ? n : 1);
-    protobuf_c_message_pack(m, buf);
-    int st = call_raw(c, path, buf, n, r);
-    free(buf);
-    return st;
+    return unary_wait(&c->loop, c->c, path, m, r, 20000, 30000);
 }
 
 static inline ProtobufCBinaryData bd(const char *s) {

@@ -1,6 +1,6 @@
 /* test_grpc_etcd.c — interoperability with the real thing, both directions:
  * (1) our client against a real etcd 3.4 (/usr/bin/etcd on 127.0.0.1, free ports, temp data
- *     dir, killed at the end): Put, Range, and a Watch stream receiving an event;
+ *     dir, killed at the end: etcd_proc.h): Put, Range, and a Watch stream receiving an event;
  * (2) an unmodified etcdctl 3.4 (grpc-go) against our server with canned KV/Watch handlers:
  *     get, put, watch, and an unknown service.
  * Each part is skipped with a message when its binary is missing. */
@@ -15,78 +15,17 @@
 
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include "etcd_proc.h"
 #include "grpc.h"
 #include "rpc.pb-c.h"
 #include "testutil.h"
 
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0)
-        fail_msg("cannot bind port 0");
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static void on_wake(uv_timer_t *t) {
-    (void)t;
-}
-
-static bool run_until(uv_loop_t *loop, const volatile bool *flag, uint64_t timeout_ms) {
-    uv_timer_t t;
-    uv_timer_init(loop, &t);
-    uv_timer_start(&t, on_wake, 5, 5);
-    uint64_t end = uv_now(loop) + timeout_ms;
-    while (!*flag && uv_now(loop) < end)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    return *flag;
-}
-
-typedef struct result {
-    bool done;
-    int status;
-    char message[256];
-    uint8_t *data;
-    size_t len;
-} result;
-
-static void on_result(void *ud, int status, const char *message, const uint8_t *resp, size_t len) {
-    result *r = ud;
-    r->done = true;
-    r->status = status;
-    snprintf(r->message, sizeof r->message, "%s", message);
-    free(r->data);
-    r->data = NULL;
-    if (resp) {
-        r->data = malloc(len ? len : 1);
-        memcpy(r->data, resp, len);
-    }
-    r->len = len;
-}
-
 static int unary(uv_loop_t *loop, grpc_client *c, const char *path, const ProtobufCMessage *m,
                  result *r) {
-    size_t n = protobuf_c_message_get_packed_size(m);
-    uint8_t *buf = malloc(n ? n : 1);
-    protobuf_c_message_pack(m, buf);
-    r->done = false;
-    int rv = grpc_client_unary(c, path, buf, n, 3000, on_result, r);
-    free(buf);
-    if (rv != 0) return rv;
-    if (!run_until(loop, &r->done, 5000)) return -100;
-    return r->status;
+    return unary_wait(loop, c, path, m, r, 3000, 5000);
 }
 
 /* ---------------------------------------------------------------- (1) client vs etcd */
@@ -123,32 +62,15 @@ static void test_client_against_etcd(void **state) {
         print_message("SKIP: /usr/bin/etcd not installed (apt-get install etcd-server)\n");
         skip();
     }
-    char *dir = tu_mkdtemp("grpc-etcd");
-    int cport = free_port(), pport = free_port();
-    char curl[64], purl[64], cluster[96], datadir[512], logpath[512];
-    snprintf(curl, sizeof curl, "http://127.0.0.1:%d", cport);
-    snprintf(purl, sizeof purl, "http://127.0.0.1:%d", pport);
-    snprintf(cluster, sizeof cluster, "n1=%s", purl);
-    snprintf(datadir, sizeof datadir, "%s/data", dir);
-    snprintf(logpath, sizeof logpath, "%s/etcd.log", dir);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        execl("/usr/bin/etcd", "etcd", "--data-dir", datadir, "--name", "n1",
-              "--listen-client-urls", curl, "--advertise-client-urls", curl, "--listen-peer-urls",
-              purl, "--initial-advertise-peer-urls", purl, "--initial-cluster", cluster,
-              (char *)NULL);
-        _exit(127);
+    etcd_proc ep;
+    etcd_proc_init(&ep, "/usr/bin/etcd", false, "grpc-etcd");
+    if (etcd_proc_start(&ep) != 0 || !etcd_proc_wait_ready(&ep, NULL, NULL, NULL, 20000)) {
+        etcd_proc_cleanup(&ep);
+        fail_msg("etcd did not start: %s", ep.err);
     }
     uv_loop_t loop;
     uv_loop_init(&loop);
-    char target[64];
-    snprintf(target, sizeof target, "127.0.0.1:%d", cport);
+    const char *target = ep.ep;
 
     /* etcd needs a moment (listen, elect itself): retry the first Put */
     Etcdserverpb__PutRequest put = ETCDSERVERPB__PUT_REQUEST__INIT;
@@ -165,8 +87,7 @@ static void test_client_against_etcd(void **state) {
         if (!c) c = grpc_client_new(&loop, target, NULL);
         st = unary(&loop, c, "/etcdserverpb.KV/Put", &put.base, &r);
         if (st != 0) {
-            bool f = false;
-            run_until(&loop, &f, 100);
+            run_for(&loop, 100);
         }
     }
     assert_int_equal(st, 0);
@@ -248,10 +169,8 @@ static void test_client_against_etcd(void **state) {
     grpc_client_free(c);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
-    kill(pid, SIGTERM);
-    int wst;
-    waitpid(pid, &wst, 0);
-    tu_rmtree(dir);
+    etcd_proc_kill(&ep, SIGTERM);
+    etcd_proc_cleanup(&ep);
 }
 
 /* ---------------------------------------------------------------- (2) etcdctl vs our server */

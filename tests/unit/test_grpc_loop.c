@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "etcd_proc.h" /* run_until, result */
 #include "grpc.h"
 
 /* ---------------------------------------------------------------- harness */
@@ -34,23 +35,6 @@ typedef struct world {
 } world;
 
 static world *W;
-
-static void on_wake(uv_timer_t *t) {
-    (void)t;
-}
-
-/* Runs the loop until *flag or timeout; returns whether flag became true. */
-static bool run_until(uv_loop_t *loop, const volatile bool *flag, uint64_t timeout_ms) {
-    uv_timer_t t;
-    uv_timer_init(loop, &t);
-    uv_timer_start(&t, on_wake, 5, 5);
-    uint64_t end = uv_now(loop) + timeout_ms;
-    while (!*flag && uv_now(loop) < end)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    return *flag;
-}
 
 /* ---------------------------------------------------------------- test methods */
 
@@ -312,27 +296,6 @@ static void world_free(world *w) {
     W = NULL;
 }
 
-/* A unary result holder. */
-typedef struct result {
-    bool done;
-    int status;
-    char message[256];
-    uint8_t *data;
-    size_t len;
-} result;
-
-static void on_result(void *ud, int status, const char *message, const uint8_t *resp, size_t len) {
-    result *r = ud;
-    r->done = true;
-    r->status = status;
-    snprintf(r->message, sizeof r->message, "%s", message);
-    if (resp) {
-        r->data = malloc(len ? len : 1);
-        memcpy(r->data, resp, len);
-    }
-    r->len = len;
-}
-
 static void call_and_wait(world *w, const char *path, const void *req, size_t len, uint32_t tmo,
                           result *r) {
     memset(r, 0, sizeof *r);
@@ -484,8 +447,7 @@ static void test_deadline(void **state) {
     assert_int_equal(r.status, GRPC_STATUS_DEADLINE_EXCEEDED);
     assert_true(uv_now(&w->loop) - t0 >= 55);
     /* the server saw the deadline pass too */
-    bool f = false;
-    run_until(&w->loop, &f, 100);
+    run_for(&w->loop, 100);
     assert_int_equal(w->cancels, 1);
     world_free(w);
 }
@@ -554,13 +516,12 @@ static void test_client_cancel(void **state) {
     grpc_cstream *s = grpc_client_stream_open(w->cli, "/test.Echo/Stream", NULL, 0, &cbs, &c);
     uint32_t v = 0;
     assert_true(grpc_cstream_send(s, &v, 4) >= 0);
-    bool f = false;
     for (int i = 0; i < 500 && c.got < 1; i++)
-        run_until(&w->loop, &f, 10);
+        run_for(&w->loop, 10);
     assert_int_equal(c.got, 1);
     grpc_cstream_cancel(s);
     for (int i = 0; i < 50 && w->cancels == 0; i++)
-        run_until(&w->loop, &f, 10);
+        run_for(&w->loop, 10);
     assert_int_equal(w->cancels, 1);
     assert_false(c.closed); /* on_close is not called after a user cancel */
     /* unary still fine afterwards */
@@ -582,8 +543,7 @@ static void test_paused_reader_bounded(void **state) {
     grpc_cstream_cbs cbs = {.on_message = c_msg, .on_close = c_close};
     grpc_cstream *s = grpc_client_stream_open(w->cli, "/test.Echo/Flood", NULL, 0, &cbs, &c);
     grpc_cstream_pause(s);
-    bool f = false;
-    run_until(&w->loop, &f, 300);
+    run_for(&w->loop, 300);
     grpc_server_stats st;
     grpc_server_get_stats(w->srv, &st);
     grpc_client_stats cs;
@@ -614,12 +574,12 @@ static void test_shutdown_goaway(void **state) {
     result r;
     memset(&r, 0, sizeof r);
     assert_int_equal(grpc_client_unary(w->cli, "/test.Echo/Delay", "slow", 4, 0, on_result, &r), 0);
-    bool f = false;
-    run_until(&w->loop, &f, 5); /* request reaches the server */
+    run_for(&w->loop, 5); /* request reaches the server */
     grpc_server_shutdown(w->srv, shut_done, w);
     assert_true(run_until(&w->loop, &r.done, 5000));
     assert_int_equal(r.status, 0); /* the in-flight call finished */
     free(r.data);
+    r.data = NULL; /* on_result frees what it replaces */
     assert_true(run_until(&w->loop, &w->shut_done, 5000));
     assert_true(w->disconnects >= 1);
     assert_false(grpc_client_is_connected(w->cli));

@@ -1,7 +1,8 @@
 /* test_refl_live_util.h — the live-server harness for the reflector suites (test_refl_live_*.c):
- * starts a real server on free loopback ports with a temporary data dir (killed at the end),
- * restarts it on the same port and data dir, and writes lab objects through our gRPC client on
- * the same uv loop as the fleet under test (so waiting for a write also runs the watchers).
+ * starts a real server on free loopback ports with a temporary data dir (killed at the end; the
+ * process handling is etcd_proc.h's), restarts it on the same port and data dir, and writes lab
+ * objects through our gRPC client on the same uv loop as the fleet under test (so waiting for a
+ * write also runs the watchers).
  *
  * The server is a parameter: RELIST_REFL_SERVER = "etcd" (default: /usr/bin/etcd),
  * "etcd:/path/to/etcd", "kvstore:/path/to/kvstore" or "kvstore:auto" (the kvstore binary of
@@ -24,6 +25,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "etcd_proc.h"
 #include "grpc.h"
 #include "lab.pb-c.h"
 #include "refl.h"
@@ -39,11 +41,8 @@ typedef struct live {
     char why[512];
     char kind[16]; /* etcd | kvstore */
     char bin[1024];
-    char *dir;
-    char datadir[1100], logpath[1100];
-    int cport, pport;
-    char ep[64];
-    pid_t pid;
+    etcd_proc proc; /* the server process, its ports and data dir */
+    char ep[64];    /* proc.ep, for the suites */
     uv_loop_t loop;
     grpc_client *c;
     int restarts;
@@ -52,38 +51,16 @@ typedef struct live {
 static live L;
 
 static int live_free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        if (fd >= 0) close(fd);
-        return -1;
-    }
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static void live_wake(uv_timer_t *t) {
-    (void)t;
+    return etcd_proc_free_port();
 }
 
 /* Runs the loop until *flag or timeout; returns *flag. */
 static bool live_run_until(const volatile bool *flag, uint64_t timeout_ms) {
-    uv_timer_t t;
-    uv_timer_init(&L.loop, &t);
-    uv_timer_start(&t, live_wake, 5, 5);
-    uint64_t end = uv_now(&L.loop) + timeout_ms;
-    while (!*flag && uv_now(&L.loop) < end)
-        uv_run(&L.loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(&L.loop, UV_RUN_NOWAIT);
-    return *flag;
+    return run_until(&L.loop, flag, timeout_ms);
 }
 
 static void live_run_for(uint64_t ms) {
-    bool never = false;
-    live_run_until(&never, ms);
+    run_for(&L.loop, ms);
 }
 
 /* Runs the loop until pred(arg) or timeout. */
@@ -96,28 +73,7 @@ static bool live_wait(bool (*pred)(void *arg), void *arg, uint64_t timeout_ms) {
     return true;
 }
 
-typedef struct live_result {
-    bool done;
-    int status;
-    char message[256];
-    uint8_t *data;
-    size_t len;
-} live_result;
-
-static void live_on_result(void *ud, int status, const char *message, const uint8_t *resp,
-                           size_t len) {
-    live_result *r = ud;
-    r->done = true;
-    r->status = status;
-    snprintf(r->message, sizeof r->message, "%s", message);
-    free(r->data);
-    r->data = NULL;
-    if (resp) {
-        r->data = malloc(len ? len : 1);
-        memcpy(r->data, resp, len);
-    }
-    r->len = len;
-}
+typedef result live_result;
 
 /* A unary call on the writer client (made on demand); returns the gRPC status, -100 on
  * timeout; the response (caller frees r->data) stays in r. */
@@ -127,19 +83,13 @@ static int live_unary(const char *path, const ProtobufCMessage *m, live_result *
         L.c = NULL;
     }
     if (!L.c) L.c = grpc_client_new(&L.loop, L.ep, NULL);
-    size_t n = protobuf_c_message_get_packed_size(m);
-    uint8_t *buf = malloc(n ? n : 1);
-    protobuf_c_message_pack(m, buf);
-    r->done = false;
-    int rv = grpc_client_unary(L.c, path, buf, n, 5000, live_on_result, r);
-    free(buf);
-    if (rv != 0) {
+    int st = unary_wait(&L.loop, L.c, path, m, r, 5000, 8000);
+    if (st < 0 && st != -100) { /* refused at once: a fresh client next time */
         grpc_client_free(L.c);
         L.c = NULL;
         return GRPC_STATUS_UNAVAILABLE;
     }
-    if (!live_run_until(&r->done, 8000)) return -100;
-    return r->status;
+    return st;
 }
 
 static int64_t live_put_raw(const char *key, const void *val, size_t len) {
@@ -209,52 +159,18 @@ static int live_compact(int64_t rev) {
     return st;
 }
 
-static void live_exec(void) {
-    char curl[64], purl[64], cluster[96];
-    snprintf(curl, sizeof curl, "http://127.0.0.1:%d", L.cport);
-    snprintf(purl, sizeof purl, "http://127.0.0.1:%d", L.pport);
-    snprintf(cluster, sizeof cluster, "n1=%s", purl);
-    pid_t pid = fork();
-    if (pid != 0) {
-        L.pid = pid;
-        return;
-    }
-    int fd = open(L.logpath, O_WRONLY | O_CREAT | O_APPEND, 0600);
-    if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-    }
-    if (!strcmp(L.kind, "etcd"))
-        execl(L.bin, "etcd", "--data-dir", L.datadir, "--name", "n1", "--listen-client-urls", curl,
-              "--advertise-client-urls", curl, "--listen-peer-urls", purl,
-              "--initial-advertise-peer-urls", purl, "--initial-cluster", cluster, (char *)NULL);
-    else
-        execl(L.bin, "kvstore", "serve", "--listen-client-urls", curl, "--data-dir", L.datadir,
-              (char *)NULL);
-    _exit(127);
+static bool live_ready_probe(void *arg) {
+    (void)arg;
+    return live_put_raw("/live-ready", "1", 1) > 0;
 }
 
 /* Waits until a Put succeeds (the server listens and, for etcd, has elected itself). */
 static bool live_wait_ready(void) {
-    for (int i = 0; i < 150; i++) {
-        int st;
-        if (waitpid(L.pid, &st, WNOHANG) == L.pid) {
-            L.pid = 0;
-            return false;
-        }
-        if (live_put_raw("/live-ready", "1", 1) > 0) return true;
-        live_run_for(100);
-    }
-    return false;
+    return etcd_proc_wait_ready(&L.proc, &L.loop, live_ready_probe, NULL, 15000);
 }
 
 static void live_kill(int sig) {
-    if (L.pid > 0) {
-        kill(L.pid, sig);
-        int st;
-        waitpid(L.pid, &st, 0);
-        L.pid = 0;
-    }
+    etcd_proc_kill(&L.proc, sig);
 }
 
 /* Restarts the server on the same port and data dir. */
@@ -265,8 +181,7 @@ static bool live_restart(void) {
         L.c = NULL;
     }
     L.restarts++;
-    live_exec();
-    return live_wait_ready();
+    return etcd_proc_spawn(&L.proc) == 0 && live_wait_ready();
 }
 
 static bool live_resolve_bin(void) {
@@ -304,18 +219,15 @@ static int live_setup(void **state) {
     memset(&L, 0, sizeof L);
     uv_loop_init(&L.loop);
     if (!live_resolve_bin()) return 0;
-    L.dir = tu_mkdtemp("refl-live");
-    snprintf(L.datadir, sizeof L.datadir, "%s/data", L.dir);
-    snprintf(L.logpath, sizeof L.logpath, "%s/server.log", L.dir);
+    etcd_proc_init(&L.proc, L.bin, !strcmp(L.kind, "kvstore"), "refl-live");
     for (int attempt = 0; attempt < 3 && !L.ok; attempt++) {
-        L.cport = live_free_port();
-        L.pport = live_free_port();
-        snprintf(L.ep, sizeof L.ep, "127.0.0.1:%d", L.cport);
-        live_exec();
+        if (etcd_proc_start(&L.proc) != 0) continue;
+        snprintf(L.ep, sizeof L.ep, "%s", L.proc.ep);
         L.ok = live_wait_ready();
         if (!L.ok) live_kill(SIGKILL);
     }
-    if (!L.ok) snprintf(L.why, sizeof L.why, "%.200s did not start (log %.250s)", L.bin, L.logpath);
+    if (!L.ok)
+        snprintf(L.why, sizeof L.why, "%.200s did not start (log %.250s)", L.bin, L.proc.logpath);
     return 0;
 }
 
@@ -327,7 +239,7 @@ static int live_teardown(void **state) {
     live_kill(SIGKILL);
     uv_run(&L.loop, UV_RUN_DEFAULT);
     uv_loop_close(&L.loop);
-    if (L.dir) tu_rmtree(L.dir);
+    etcd_proc_cleanup(&L.proc);
     return 0;
 }
 
