@@ -245,7 +245,11 @@ int scn_script_set_at(scn_script *s, const char *assignment, const char *file, s
         if (nseg != 3) return set_err(&c, 0, "expected mode.NAME.KEY=VALUE");
         scn_mode *m = &s->modes[idx];
         if (!strcmp(seg[2], "title")) {
-            if (!dry) snprintf(m->title, sizeof m->title, "%s", val);
+            if (!dry) { /* a longer title is cut, on purpose */
+                size_t n = strnlen(val, sizeof m->title - 1);
+                memcpy(m->title, val, n);
+                m->title[n] = '\0';
+            }
             return 0;
         }
         return set_opt(&c, scn_watcher_opts, &m->over, sizeof m->over, &m->over.set, seg[2], off[2],

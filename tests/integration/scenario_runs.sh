@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# The `scenario` binary end to end: short variants of the shipped scripts through the real
+# binary, with checks of their figures from timeline.csv / summary.json.
+#
+#   scenario_runs.sh CASE SCENARIO_BIN KVSTORE_BIN
+#   CASE: relist-storm   namespaced vs mismatch on the embedded kvstore: the mismatch LIST rate
+#                        is >= 100 x namespaced (and >= 100/s), no relist in namespaced mode
+#         name-collision name keys report divergence and collisions, namespaced and uid none
+#         restart-herd   the restart shows a reconnect/relist burst; jitter lowers its peak
+#         etcd           relist-storm against a real etcd 3.4 via --endpoints (storms there too)
+#         cli            --help, list, usage and script errors (exit 2), a failing expectation
+#                        (exit 1, measured vs expected), SIGINT (exit 130, partial report,
+#                        server stopped, temp dir removed)
+#
+# Exit 0 pass, 1 fail, 77 skip (etcd/etcdctl/binaries missing, or kvstore without Watch:
+# probed with a watch create). Every run is bounded (timeout) and binds 127.0.0.1 only.
+set -uo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+# shellcheck source=scenario_lib.sh
+. "$here/scenario_lib.sh"
+
+if [ $# -ne 3 ]; then
+    echo "usage: $0 CASE SCENARIO_BIN KVSTORE_BIN" >&2
+    exit 2
+fi
+CASE=$1
+SCN=$2
+KV=$3
+[ -x "$SCN" ] || h_skip "scenario binary $SCN not found"
+[ -x "$KV" ] || h_skip "kvstore binary $KV not found"
+h_init "scenario-$CASE"
+export TMPDIR="$H_TMP/tmp" # the runner's temp data dirs go here: checked to be gone after
+mkdir -p "$TMPDIR"
+SCRIPTS=$(cd "$here/../../scenarios" && pwd)
+export RELIST_SCENARIOS=$SCRIPTS
+
+no_leftovers() {
+    local left
+    left=$(find "$TMPDIR" -mindepth 1 -maxdepth 1 -name 'relistlab-scn.*' | wc -l)
+    sc_check "temp data dirs removed" "$left" == 0
+}
+
+case $CASE in
+relist-storm)
+    sc_require_watch "$KV"
+    out=$H_TMP/rs
+    sc_run rs compare "$SCRIPTS/relist-storm.scn" --modes namespaced,mismatch --short \
+        --kvstore-bin "$KV" --out "$out"
+    sc_check "exit status (every expectation of the script held)" "$SC_RC" == 0
+    csv=$out/timeline.csv
+    calm=$(sc_csv "$csv" namespaced churn list_rate mean)
+    storm=$(sc_csv "$csv" mismatch churn list_rate mean)
+    sc_check "mismatch LIST/s in churn" "$storm" ">=" 100
+    sc_check "mismatch LIST/s >= 100 x namespaced" "$storm" ">=" "$(sc_mul "$calm" 100)"
+    sc_check "namespaced relists after the initial sync" \
+        "$(sc_csv "$csv" namespaced '*' relist_rate max)" == 0
+    sc_check "namespaced requests/s in churn (about a dozen)" \
+        "$(sc_csv "$csv" namespaced churn request_rate mean)" "<" 30
+    sc_check "mismatch relists/s (misses)" "$(sc_csv "$csv" mismatch churn relist_miss_rate mean)" ">" 50
+    sc_check "namespaced divergent" "$(sc_json "$out/summary.json" namespaced divergent)" == 0
+    for f in report.html report.md timeline.csv summary.json; do
+        sc_check "$f written" "$([ -s "$out/$f" ] && echo 1 || echo 0)" == 1
+    done
+    grep -q "LIST rate mean" "$H_TMP/rs.out" || sc_check "terminal table printed" 0 == 1
+    no_leftovers
+    ;;
+name-collision)
+    sc_require_watch "$KV"
+    out=$H_TMP/nc
+    sc_run nc run "$SCRIPTS/name-collision.scn" --short --kvstore-bin "$KV" --out "$out"
+    [ "$SC_RC" = 0 ] || h_log "note: the script's own expectations: exit $SC_RC (see below)"
+    sc_check "exit status is 0 or 1 (ran to the end)" "$SC_RC" "<=" 1
+    js=$out/summary.json
+    sc_check "name mode: divergent" "$(sc_json "$js" name divergent)" ">" 0
+    sc_check "name mode: collided" "$(sc_json "$js" name collided)" ">" 0
+    sc_check "namespaced mode: divergent" "$(sc_json "$js" namespaced divergent)" == 0
+    sc_check "uid mode: divergent" "$(sc_json "$js" uid divergent)" == 0
+    sc_check "no storm in name mode (LIST/s)" "$(sc_csv "$out/timeline.csv" name churn list_rate mean)" "<" 1
+    grep -q "divergent" "$H_TMP/nc.out" || sc_check "table shows divergence" 0 == 1
+    no_leftovers
+    ;;
+restart-herd)
+    sc_require_watch "$KV"
+    out=$H_TMP/rh
+    # shorter than the script's short variant, so the test stays well under a minute
+    sc_run rh run "$SCRIPTS/restart-herd.scn" --short --kvstore-bin "$KV" --out "$out" \
+        --set phase.before=3s --set phase.herd=9s --set phase.after=4s
+    sc_check "exit status is 0 or 1 (ran to the end)" "$SC_RC" "<=" 1
+    csv=$out/timeline.csv
+    # the restart: samples with no server (NaN), then the reconnect burst
+    nj_peak=$(sc_csv "$csv" nojitter herd watch_rate max)
+    j_peak=$(sc_csv "$csv" jitter herd watch_rate max)
+    sc_check "nojitter: watch re-creates peak (the herd)" "$nj_peak" ">=" 50
+    sc_check "nojitter: request peak > 3 x the before-phase level" \
+        "$(sc_csv "$csv" nojitter herd request_rate max)" ">" \
+        "$(sc_mul "$(sc_csv "$csv" nojitter before request_rate mean)" 3)"
+    sc_check "relists after the restart (compacted history)" \
+        "$(sc_csv "$csv" nojitter herd relist_rate max)" ">" 0
+    sc_check "jitter spreads the herd: lower watch peak" "$j_peak" "<" "$nj_peak"
+    sc_check "server was down for some samples" \
+        "$(awk -F, '$1 == "nojitter" && $5 == ""' "$csv" | wc -l)" ">=" 1
+    sc_check "nojitter divergent" "$(sc_json "$out/summary.json" nojitter divergent)" == 0
+    no_leftovers
+    ;;
+etcd)
+    h_require_spec etcd
+    h_require_etcdctl
+    out=$H_TMP/etcd
+    # a busy machine can have every port lib.sh picks taken by outgoing connections: then let
+    # the runner start the etcd itself (`server etcd`: ports from bind(0)), still a real etcd
+    if h_start_etcd E || h_start_etcd E; then
+        sc_run etcd compare "$SCRIPTS/relist-storm.scn" --modes namespaced,mismatch --short \
+            --endpoints "${H_EP[E]}" --out "$out"
+    else
+        h_log "etcd did not start here: running with --set server=etcd instead"
+        sc_run etcd compare "$SCRIPTS/relist-storm.scn" --modes namespaced,mismatch --short \
+            --set server=etcd --out "$out"
+    fi
+    sc_check "exit status (every expectation of the script held)" "$SC_RC" == 0
+    csv=$out/timeline.csv
+    calm=$(sc_csv "$csv" namespaced churn list_rate mean)
+    storm=$(sc_csv "$csv" mismatch churn list_rate mean)
+    sc_check "etcd: mismatch LIST/s" "$storm" ">=" 100
+    sc_check "etcd: mismatch LIST/s >= 100 x namespaced" "$storm" ">=" "$(sc_mul "$calm" 100)"
+    sc_check "etcd: namespaced relists" "$(sc_csv "$csv" namespaced '*' relist_rate max)" == 0
+    sc_check "etcd: LIST latency measured (extensive metrics or not: any number is fine)" \
+        "$(sc_csv "$csv" mismatch churn put_p50_ms n)" ">" 0
+    if [ -n "${H_PID[E]:-}" ]; then
+        sc_check "etcd still serving after the runs" "$(h_alive E && echo 1 || echo 0)" == 1
+    fi
+    ;;
+cli)
+    sc_run help --help
+    sc_check "--help exits 0" "$SC_RC" == 0
+    grep -q "scenario compare" "$H_TMP/help.out" || sc_check "--help teaches compare" 0 == 1
+    sc_run list list
+    sc_check "list exits 0" "$SC_RC" == 0
+    grep -q "relist-storm" "$H_TMP/list.out" || sc_check "list names relist-storm" 0 == 1
+    sc_run bad1 run "$SCRIPTS/relist-storm.scn" --bogus
+    sc_check "unknown option exits 2" "$SC_RC" == 2
+    sc_run bad2 compare "$SCRIPTS/relist-storm.scn"
+    sc_check "compare without --modes exits 2" "$SC_RC" == 2
+    printf 'scenario broken\nwatchers cnt=3\nphase p 1s\n' >"$H_TMP/broken.scn"
+    sc_run bad3 run "$H_TMP/broken.scn" --kvstore-bin "$KV"
+    sc_check "script error exits 2" "$SC_RC" == 2
+    grep -q "broken.scn:2:" "$H_TMP/bad3.err" || sc_check "script error names file:line" 0 == 1
+    sc_run bad4 run "$SCRIPTS/relist-storm.scn" --set watchers.nope=1 --kvstore-bin "$KV"
+    sc_check "bad --set exits 2" "$SC_RC" == 2
+    sc_require_watch "$KV"
+    cat >"$H_TMP/fail.scn" <<'SCN'
+scenario must-fail "an expectation that cannot hold"
+server embedded
+seed pods namespaces=2 per-namespace=5 value-size=128
+watchers count=4 prefix=namespace key-mode=namespaced
+phase calm 2s update=2/s
+expect phase=calm list_rate.mean > 1000
+expect phase=calm write_rate.mean > 0
+SCN
+    sc_run fail run "$H_TMP/fail.scn" --kvstore-bin "$KV"
+    sc_check "failing expectation exits 1" "$SC_RC" == 1
+    grep -q "FAIL .*list_rate.mean > 1000.*expected > 1000" "$H_TMP/fail.err" ||
+        { sc_check "failure printed with measured vs expected" 0 == 1; sc_show fail; }
+    grep -q "PASS .*write_rate.mean > 0" "$H_TMP/fail.out" ||
+        { sc_check "the holding expectation passes" 0 == 1; sc_show fail; }
+    # SIGINT mid-run: partial table, exit 130, server stopped, temp dir removed
+    sed -e 's/phase calm 2s/phase calm 60s/' "$H_TMP/fail.scn" >"$H_TMP/long.scn"
+    timeout -k 5 40 "$SCN" run "$H_TMP/long.scn" --kvstore-bin "$KV" --out "$H_TMP/int" \
+        >"$H_TMP/int.out" 2>"$H_TMP/int.err" &
+    pid=$!
+    for _ in $(seq 1 100); do grep -q "calm" "$H_TMP/int.err" && break; sleep 0.1; done
+    sleep 2
+    kill -INT "$pid"
+    wait "$pid"
+    rc=$?
+    sc_check "SIGINT exits 130" "$rc" == 130
+    grep -q "interrupted" "$H_TMP/int.out" || { sc_check "note says interrupted" 0 == 1; sc_show int; }
+    sc_check "partial timeline written" "$(sc_csv "$H_TMP/int/timeline.csv" run '*' write_rate n)" ">=" 1
+    no_leftovers
+    ;;
+*)
+    h_log "unknown case '$CASE'"
+    exit 2
+    ;;
+esac
+
+if [ "$SC_FAILS" != 0 ]; then
+    h_log "$SC_FAILS check(s) failed; the runs' output:"
+    for f in "$H_TMP"/*.out; do
+        [ -f "$f" ] && [ "$(basename "$f")" != probe.out ] && sc_show "$(basename "$f" .out)"
+    done
+    exit 1
+fi
+h_log "scenario $CASE: all checks passed"
+exit 0
