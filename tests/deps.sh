@@ -4,7 +4,7 @@
 relist_install_deps() {
     local pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
         libuv1-dev libprotobuf-c-dev protobuf-c-compiler liblmdb-dev libcmocka-dev
-        libnghttp2-dev libhttp-parser-dev etcd-server etcd-client curl "$@")
+        libnghttp2-dev libhttp-parser-dev etcd-server etcd-client curl chromium "$@")
     local missing=() p
     for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

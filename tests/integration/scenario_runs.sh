@@ -43,6 +43,30 @@ no_leftovers() {
     sc_check "temp data dirs removed" "$left" == 0
 }
 
+# The HTML report as a person sees it: headless Chromium (Debian's package) renders the page,
+# takes a screenshot (kept beside the report) and dumps the DOM after layout, which must hold
+# the summary table and the SVG charts with a line per mode.
+report_in_chromium() {
+    local html=$1 dir chrome png dom
+    chrome=$(command -v chromium || command -v chromium-browser || true)
+    if [ -z "$chrome" ]; then
+        h_log "note: chromium not installed: report not rendered"
+        return 0
+    fi
+    dir=$(dirname "$html")
+    png=$dir/report.png
+    dom=$dir/report.dom.html
+    local flags=(--headless --no-sandbox --disable-gpu --disable-quic --no-first-run
+        --disable-background-networking --disable-component-update --disable-sync
+        --user-data-dir="$H_TMP/chrome-profile" --window-size=1400,2400)
+    timeout 60 "$chrome" "${flags[@]}" --screenshot="$png" "file://$html" >"$H_TMP/chrome.log" 2>&1
+    sc_check "chromium screenshot of report.html" "$([ -s "$png" ] && echo 1 || echo 0)" == 1
+    timeout 60 "$chrome" "${flags[@]}" --dump-dom "file://$html" >"$dom" 2>>"$H_TMP/chrome.log"
+    sc_check "rendered page has the summary table" "$(grep -c '<table' "$dom")" ">=" 1
+    sc_check "rendered page has SVG charts" "$(grep -c '<svg' "$dom")" ">=" 3
+    sc_check "charts draw both modes" "$(grep -c 'mismatch' "$dom")" ">=" 2
+}
+
 case $CASE in
 relist-storm)
     sc_require_watch "$KV"
@@ -65,6 +89,7 @@ relist-storm)
         sc_check "$f written" "$([ -s "$out/$f" ] && echo 1 || echo 0)" == 1
     done
     grep -q "LIST rate mean" "$H_TMP/rs.out" || sc_check "terminal table printed" 0 == 1
+    report_in_chromium "$out/report.html"
     no_leftovers
     ;;
 name-collision)
