@@ -19,7 +19,10 @@
  * their data, and the completing call just releases the handle. After completion never touch it.
  *
  * Output flow control (server and client streams): each call has a bounded output queue. A send
- * copies the bytes once into the queue; nghttp2 pulls from the queue only as the peer's HTTP/2
+ * copies the bytes once into the queue (grpc_call_send_chunk_owned: not at all); DATA payloads
+ * go from the queue to the socket by reference (writev), not copied again; a server's unary
+ * handler runs after the recv that completed its request (outside nghttp2), so it may
+ * grpc_call_flush() to write synchronously. nghttp2 pulls from the queue only as the peer's HTTP/2
  * window allows and the socket drains, coalescing frames into large writes (one uv_write per loop
  * iteration or per 256 KiB). A send returns GRPC_SEND_FULL when the queue is at or above the
  * high-water mark (the data was still accepted): the producer should pause until on_writable
@@ -213,9 +216,23 @@ int grpc_call_send(grpc_call *call, const void *msg, size_t len); /* one whole m
  * message or the finish. */
 int grpc_call_send_begin(grpc_call *call, size_t total_len);
 int grpc_call_send_chunk(grpc_call *call, const void *p, size_t n);
+/* Zero-copy chunk (added for large responses): like grpc_call_send_chunk() but the n bytes at
+ * p are not copied; the library takes ownership and calls release(ud) exactly once, on the loop
+ * thread, when it no longer needs them: after the socket took the last of them, or when the
+ * call / connection goes away first, or before returning if the send fails (negative
+ * return). release may be NULL (static memory). The bytes must not change until released.
+ * The memory counts toward the call's output queue like copied bytes. */
+int grpc_call_send_chunk_owned(grpc_call *call, const void *p, size_t n, void (*release)(void *ud),
+                               void *ud);
 /* Completes the call: trailers with grpc-status/grpc-message (percent-encoded by us; message may
  * be NULL). With no message sent yet it is a Trailers-Only response. Releases the handle. */
 void grpc_call_finish(grpc_call *call, int status, const char *message);
+/* Pushes this call's connection output toward the socket now (as far as HTTP/2 flow control
+ * and the socket buffer allow; written synchronously when the socket has room) instead of at
+ * the end of the loop iteration. A producer of a large response can so reuse cache-hot
+ * buffers (owned chunks come back as soon as the socket took them). Added; unary handlers run
+ * outside nghttp2, where this works; elsewhere inside library callbacks it is a no-op. */
+void grpc_call_flush(grpc_call *call);
 /* Unary conveniences: one message + OK trailers, releasing the handle. */
 void grpc_call_reply(grpc_call *call, const void *msg, size_t len);
 void grpc_call_reply_iov(grpc_call *call, const struct iovec *iov, size_t n_iov);

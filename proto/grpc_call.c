@@ -22,6 +22,8 @@ static nghttp2_nv mknv(const char *name, const char *value) {
 static void call_free(grpc_call *call) {
     glist_remove(&call->dl_node);
     glist_remove(&call->node);
+    glist_remove(&call->ready_node);
+    free(call->req_heap);
     goutq_clear(&call->q);
     gdeframer_free(&call->df);
     for (size_t i = 0; i < call->n_md; i++) {
@@ -230,14 +232,35 @@ static int on_message(void *ud, const uint8_t *msg, size_t len) {
     call->conn->msgs_in++;
     if (call->method->kind == GRPC_UNARY) {
         call->got_msg = true;
-        call->discard = true; /* further messages on a unary call are ignored */
-        call->user_owned = true;
-        call->conn->srv->stats.calls_active++;
-        call->method->on_unary(call, msg, len, call->ud);
+        call->discard = true;           /* further messages on a unary call are ignored */
+        if (call->df.heap_msg == msg) { /* assembled across chunks: keep the buffer */
+            call->req_heap = call->df.heap_msg;
+            call->df.heap_msg = NULL;
+        }
+        call->req = msg;
+        call->req_len = len;
+        glist_push(&call->conn->ready, &call->ready_node);
         return 1;
     }
     if (call->method->on_message) call->method->on_message(call, msg, len, call->ud);
     return call->finished || call->cancelled || !call->user_owned;
+}
+
+/* Unary handlers run here, after the recv that completed their requests, in arrival order:
+ * outside nghttp2, so a handler may flush (grpc_call_flush). A call reset before this point
+ * was freed and unlinked (call_free); the user never sees it. */
+void grpc_conn_dispatch_ready(grpc_conn *conn) {
+    glist *l;
+    while (conn->srv && (l = glist_pop(&conn->ready))) {
+        grpc_call *call = GRPC_CONTAINER_OF(l, grpc_call, ready_node);
+        if (call->finished || call->stream_closed) continue; /* e.g. its deadline passed */
+        uint8_t *heap = call->req_heap;
+        call->req_heap = NULL;
+        call->user_owned = true;
+        conn->srv->stats.calls_active++;
+        call->method->on_unary(call, call->req, call->req_len, call->ud);
+        free(heap); /* the call may be gone: only the local copy is used */
+    }
 }
 
 /* ---------------------------------------------------------------- nghttp2 callbacks */
@@ -457,6 +480,24 @@ int grpc_call_send_chunk(grpc_call *call, const void *p, size_t n) {
     return send_result(call, rv);
 }
 
+int grpc_call_send_chunk_owned(grpc_call *call, const void *p, size_t n, void (*release)(void *ud),
+                               void *ud) {
+    int rv = send_check(call);
+    if (!rv && n > call->q.msg_left) rv = GRPC_EINVAL;
+    if (rv) {
+        if (release) release(ud);
+        return rv;
+    }
+    if (n == 0) {
+        if (release) release(ud);
+        return send_result(call, goutq_state(&call->q));
+    }
+    rv = goutq_append_owned(&call->q, p, n, release, ud);
+    if (rv < 0) return rv;
+    call->q.msg_left -= n;
+    return send_result(call, rv);
+}
+
 int grpc_call_send(grpc_call *call, const void *msg, size_t len) {
     int rv = grpc_call_send_begin(call, len);
     if (rv < 0 || len == 0) return rv;
@@ -475,6 +516,11 @@ void grpc_call_finish(grpc_call *call, int status, const char *message) {
         submit_status(call, GRPC_STATUS_INTERNAL, "grpc: server sent a truncated message");
     else
         submit_status(call, status, message);
+}
+
+void grpc_call_flush(grpc_call *call) {
+    grpc_conn *conn = call->conn;
+    if (conn->srv && conn->state == CONN_H2 && !conn->io.depth) h2io_flush(&conn->io);
 }
 
 void grpc_call_fail(grpc_call *call, int status, const char *message) {

@@ -149,6 +149,7 @@ static void conn_lost(grpc_client *c, int err, const char *msg) {
         c->io.ng = NULL;
     }
     fail_all(c, GRPC_STATUS_UNAVAILABLE, msg);
+    h2io_drop_pending(&c->io);
     if (c->tcp_inited && !uv_is_closing((uv_handle_t *)&c->tcp)) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->closes_pending++;

@@ -1,9 +1,12 @@
 /* grpc_internal.h — pieces shared by the server and the client side of the gRPC library:
- * an intrusive list, the per-call output queue (copied once from the producer, handed to the
- * socket buffer by nghttp2's NO_COPY send_data callback), the gRPC message de-framer, and
- * "h2io": one nghttp2 session on one libuv stream with write coalescing (one write in flight,
- * the next one accumulating, both bounded) and flush scheduling through a uv_idle handle so
- * everything queued during a loop iteration leaves in as few writes as possible. */
+ * an intrusive list, the per-call output queue (bytes copied once from the producer, or owned
+ * caller buffers taken without a copy), the gRPC message de-framer, and "h2io": one nghttp2
+ * session on one libuv stream with write coalescing (one write in flight, the next one
+ * accumulating, both bounded) and flush scheduling through a uv_idle handle so everything
+ * queued during a loop iteration leaves in as few writes as possible.
+ * Zero-copy output: nghttp2's NO_COPY send_data callback does not copy a DATA payload of
+ * GRPC_ZC_MIN bytes or more; the write buffer records a reference into the queue chunk
+ * (refcounted) and the socket write is a writev of frame headers and chunk slices. */
 #ifndef RELIST_GRPC_INTERNAL_H
 #define RELIST_GRPC_INTERNAL_H
 
@@ -50,11 +53,21 @@ static inline glist *glist_pop(glist *h) {
 }
 
 /* ---- output queue: a chain of byte chunks ---- */
+/* A chunk's bytes are `base[start..end)`; base is the inline data[] (copied sends) or memory
+ * owned by the caller (grpc_call_send_chunk_owned), given back through release(release_ud)
+ * when the last reference goes. refs = 1 while the chunk is in a queue + 1 per write segment
+ * that still points into it, so a chunk outlives the queue until the socket has the bytes. */
 typedef struct gchunk {
     struct gchunk *next;
     size_t cap, start, end;
+    int refs;
+    uint8_t *base;
+    void (*release)(void *ud);
+    void *release_ud;
     uint8_t data[];
 } gchunk;
+
+void gchunk_unref(gchunk *c);
 
 struct h2io;
 
@@ -71,10 +84,11 @@ typedef struct goutq {
 void goutq_init(goutq *q, struct h2io *io, size_t high, size_t low);
 /* Appends bytes; returns GRPC_SEND_OK/FULL or GRPC_ENOMEM. */
 int goutq_append(goutq *q, const void *p, size_t n);
+/* Appends n bytes of caller memory without copying; release(ud) runs once the bytes are no
+ * longer needed (also right here on failure: GRPC_ENOMEM). */
+int goutq_append_owned(goutq *q, const void *p, size_t n, void (*release)(void *ud), void *ud);
 /* Appends the 5-byte gRPC prefix (uncompressed) for a message of len bytes. */
 int goutq_prefix(goutq *q, size_t len);
-/* Moves n bytes out (n <= len) into dst. */
-void goutq_take(goutq *q, uint8_t *dst, size_t n);
 /* Drops everything (detached / cancelled). */
 void goutq_clear(goutq *q);
 int goutq_state(const goutq *q);
@@ -112,10 +126,28 @@ int64_t grpc_parse_timeout(const char *v, size_t n);
 void grpc_format_timeout(uint32_t ms, char out[16]);
 
 /* ---- h2io: an nghttp2 session over a uv stream ---- */
+/* One piece of a write: own bytes (ref == NULL: gwbuf.p[off, off+len), resolved at write time
+ * because p may move while it grows) or a slice of a referenced queue chunk. */
+typedef struct gseg {
+    gchunk *ref;
+    const uint8_t *ext;
+    size_t off, len;
+} gseg;
+
+/* A write buffer: own bytes (frame headers, small frames, copied payloads) + the segment list
+ * that interleaves them with referenced chunk slices in wire order. */
 typedef struct gwbuf {
     uint8_t *p;
-    size_t len, cap;
+    size_t len, cap; /* own bytes */
+    gseg *seg;
+    size_t n_seg, cap_seg;
+    size_t total; /* own + referenced bytes: what the write will carry */
+    uv_buf_t *bufs;
+    size_t cap_bufs;
 } gwbuf;
+
+/* DATA payload slices at least this long are written from the queue chunk by reference. */
+#define GRPC_ZC_MIN 2048
 
 typedef struct h2io {
     nghttp2_session *ng;
@@ -139,7 +171,12 @@ typedef struct h2io {
 } h2io;
 
 void h2io_init(h2io *io);
+/* Frees the write buffers; also drops unsent chunk references (the owner closed the stream
+ * handle or never will write again). Not while a write is in flight. */
 void h2io_free_buffers(h2io *io);
+/* The session is dead: drops the references held by the not-yet-written buffer at once (the
+ * in-flight one is released by its write callback, which libuv runs even when closing). */
+void h2io_drop_pending(h2io *io);
 /* Installs the shared send callbacks in cbs. */
 void h2io_set_send_callbacks(nghttp2_session_callbacks *cbs);
 /* Sends what nghttp2 has, bounded by the write buffers. Never call from nghttp2 callbacks. */
@@ -205,6 +242,7 @@ struct grpc_conn {
     uv_tcp_t *tcp;
     glist node, dirty_node;
     glist calls;
+    glist ready; /* unary calls whose request is complete, dispatched after the recv */
     int refs;
     int state;
     bool opened_hook;
@@ -229,6 +267,13 @@ struct grpc_call {
     size_t n_md, cap_md;
     gdeframer df;
     goutq q;
+    /* A complete unary request waiting for dispatch (conn->ready): the handler runs after
+     * nghttp2_session_mem_recv returns, so it may flush output synchronously. req points into
+     * the connection's read buffer (valid until the next read) or at req_heap (owned). */
+    glist ready_node;
+    const uint8_t *req;
+    size_t req_len;
+    uint8_t *req_heap;
     bool is_post, is_grpc, has_path;
     bool dispatched, got_msg, remote_closed, discard;
     bool headers_sent, deferred, trailers_pending, finished;
@@ -239,6 +284,8 @@ struct grpc_call {
 
 /* grpc_call.c */
 void grpc_server_set_callbacks(nghttp2_session_callbacks *cbs);
+/* Runs the handlers of the unary calls completed by the last recv (outside nghttp2). */
+void grpc_conn_dispatch_ready(grpc_conn *conn);
 void grpc_call_detach(grpc_call *call); /* the connection is gone */
 void grpc_call_deadline_tick(grpc_server *srv, uint64_t now);
 void grpc_call_writable(h2io *io, goutq *q);

@@ -81,9 +81,12 @@ static void conn_close(grpc_conn *conn) {
         nghttp2_session_del(conn->io.ng);
         conn->io.ng = NULL;
     }
-    /* Queued socket bytes are dropped: account them now. */
+    /* Unsent bytes are dropped (their chunks released now); the in-flight write's chunks go
+     * in its callback, which libuv runs before the close callback. Account everything now. */
+    h2io_drop_pending(&conn->io);
     h2io_account(&conn->io, -(ptrdiff_t)conn->io.buffered);
     conn->io.agg_buffered = NULL;
+    conn->io.buffered = conn->io.writing ? conn->io.inflight.total : 0;
     uv_close((uv_handle_t *)conn->tcp, on_tcp_closed);
 }
 
@@ -99,6 +102,15 @@ static void conn_flushed(h2io *io) {
     if (conn->state != CONN_H2) return;
     if (!nghttp2_session_want_read(io->ng) && !nghttp2_session_want_write(io->ng) && h2io_idle(io))
         conn_close(conn);
+}
+
+/* After a recv: unary handlers (their requests may point into rbuf: before the next read),
+ * then the flush (ACKs, WINDOW_UPDATEs, replies). A handler may close the connection. */
+static void conn_after_recv(grpc_conn *conn) {
+    conn->refs++;
+    grpc_conn_dispatch_ready(conn);
+    if (conn->state == CONN_H2) h2io_flush(&conn->io);
+    grpc_conn_unref(conn);
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
@@ -178,7 +190,7 @@ static void conn_sniff(grpc_conn *conn, const uint8_t *p, size_t n) {
         conn_close(conn);
         return;
     }
-    h2io_flush(&conn->io);
+    conn_after_recv(conn);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -197,7 +209,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         conn_close(conn);
         return;
     }
-    h2io_flush(&conn->io);
+    conn_after_recv(conn);
 }
 
 static void on_reject_closed(uv_handle_t *h) {
@@ -236,6 +248,7 @@ static void on_connection(uv_stream_t *ls, int status) {
     conn->state = CONN_SNIFF;
     conn->id = ++srv->next_conn_id;
     glist_init(&conn->calls);
+    glist_init(&conn->ready);
     tcp->data = conn;
     struct sockaddr_storage ss;
     int len = sizeof ss;

@@ -2,8 +2,9 @@
  * percent-encoding, grpc-timeout parsing, the output chunk queue and the message de-framer.
  * The queue grows chunks geometrically (4 KiB .. 256 KiB) so thousands of idle watch streams
  * cost little while a 10 MB response needs few allocations; a large single append gets one
- * exact-size chunk. The de-framer hands complete messages that sit inside one input chunk to
- * the caller without copying and assembles only messages split across chunks. */
+ * exact-size chunk; caller-owned buffers are linked in as chunks of their own (no copy). The
+ * de-framer hands complete messages that sit inside one input chunk to the caller without copying
+ * and assembles only messages split across chunks. */
 #include "grpc_internal.h"
 
 #include <signal.h>
@@ -137,34 +138,68 @@ int goutq_state(const goutq *q) {
     return q->len >= q->high ? GRPC_SEND_FULL : GRPC_SEND_OK;
 }
 
+static void goutq_link(goutq *q, gchunk *c) {
+    c->next = NULL;
+    if (q->tail)
+        q->tail->next = c;
+    else
+        q->head = c;
+    q->tail = c;
+}
+
+void gchunk_unref(gchunk *c) {
+    if (--c->refs > 0) return;
+    if (c->release) c->release(c->release_ud);
+    free(c);
+}
+
 int goutq_append(goutq *q, const void *p, size_t n) {
     const uint8_t *src = p;
     size_t left = n;
     while (left > 0) {
         gchunk *t = q->tail;
-        if (!t || t->end == t->cap) {
-            size_t cap = t ? t->cap * 2 : 4096;
+        if (!t || t->base != t->data || t->end == t->cap) {
+            size_t cap = t && t->base == t->data ? t->cap * 2 : 4096;
             if (cap > 256 * 1024) cap = 256 * 1024;
             if (cap < left && left > 64 * 1024) cap = left; /* one exact chunk for big parts */
             gchunk *c = malloc(sizeof *c + cap);
             if (!c) return GRPC_ENOMEM;
-            c->next = NULL;
             c->cap = cap;
             c->start = c->end = 0;
-            if (t)
-                t->next = c;
-            else
-                q->head = c;
-            q->tail = c;
+            c->refs = 1;
+            c->base = c->data;
+            c->release = NULL;
+            c->release_ud = NULL;
+            goutq_link(q, c);
             t = c;
         }
+        /* Bytes already handed to a write by reference stay put: appends go after them. */
         size_t k = t->cap - t->end;
         if (k > left) k = left;
-        memcpy(t->data + t->end, src, k);
+        memcpy(t->base + t->end, src, k);
         t->end += k;
         src += k;
         left -= k;
     }
+    q->len += n;
+    if (q->io) h2io_account(q->io, (ptrdiff_t)n);
+    return goutq_state(q);
+}
+
+int goutq_append_owned(goutq *q, const void *p, size_t n, void (*release)(void *ud), void *ud) {
+    gchunk *c = malloc(sizeof *c);
+    if (!c) {
+        if (release) release(ud);
+        return GRPC_ENOMEM;
+    }
+    c->cap = c->end = n;
+    c->start = 0;
+    c->refs = 1;
+    c->base = (uint8_t *)p;
+    /* base != data: never appended to */
+    c->release = release;
+    c->release_ud = ud;
+    goutq_link(q, c);
     q->len += n;
     if (q->io) h2io_account(q->io, (ptrdiff_t)n);
     return goutq_state(q);
@@ -176,33 +211,11 @@ int goutq_prefix(goutq *q, size_t len) {
     return goutq_append(q, h, 5);
 }
 
-void goutq_take(goutq *q, uint8_t *dst, size_t n) {
-    q->len -= n;
-    if (q->io) h2io_account(q->io, -(ptrdiff_t)n);
-    while (n > 0) {
-        gchunk *c = q->head;
-        size_t k = c->end - c->start;
-        if (k > n) k = n;
-        memcpy(dst, c->data + c->start, k);
-        dst += k;
-        n -= k;
-        c->start += k;
-        if (c->start == c->end) {
-            q->head = c->next;
-            if (!q->head) {
-                q->tail = NULL;
-                /* keep nothing around: idle streams should cost no chunk memory */
-            }
-            free(c);
-        }
-    }
-}
-
 void goutq_clear(goutq *q) {
     gchunk *c = q->head;
     while (c) {
         gchunk *n = c->next;
-        free(c);
+        gchunk_unref(c);
         c = n;
     }
     if (q->io && q->len) h2io_account(q->io, -(ptrdiff_t)q->len);

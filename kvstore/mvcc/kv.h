@@ -152,6 +152,16 @@ typedef int (*kv_raw_fn)(void *ud, const uint8_t *kv, size_t len);
 int kv_range_raw(kv_store *s, const Etcdserverpb__RangeRequest *req, kv_raw_fn fn, void *ud,
                  kv_range_info *info, kv_err *err);
 
+/* kv_range_raw, then done(ud, info) (if not NULL and the scan succeeded) before the snapshot
+ * closes, while every kv pointer fn was given is still valid (for keys_only they are NOT: those
+ * bytes live in a scratch buffer reused per key, so copy them in fn). The LIST path uses it to
+ * walk the range once, collecting pointers and the total size, then frame and copy the bytes in
+ * one go: one pass over cold pages, each byte copied once. done's non-zero return is the call's;
+ * it must not call kv_apply and should not block (the snapshot pins LMDB pages). */
+typedef int (*kv_raw_done_fn)(void *ud, const kv_range_info *info);
+int kv_range_raw_hold(kv_store *s, const Etcdserverpb__RangeRequest *req, kv_raw_fn fn, void *ud,
+                      kv_raw_done_fn done, kv_range_info *info, kv_err *err);
+
 /* ---- writes (group commit) ------------------------------------------------------------------- */
 
 /* A lease write (LeaseGrant or LeaseRevoke) inside a group, so a server's writer thread orders

@@ -7,6 +7,8 @@
  * NONE with a target other than KEY sorts ASCEND (so such a limited request sorts only the first
  * limit+1 keys); `count` is the number of keys in the range at the revision, before filters.
  * Ties in a sort keep key order (a stable sort; etcd's sort.Sort is stable for small inputs).
+ * kv_range_raw_hold lets a LIST consumer keep the stored bytes' pointers until
+ * the scan is complete, so it can size the message and copy each byte exactly once.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -273,8 +275,8 @@ static int raw_emit(void *ud, const uint8_t *kv, size_t len, const kv_rec *rec) 
     return r->fn(r->ud, r->scratch.p, n);
 }
 
-int kv_range_raw(kv_store *s, const Etcdserverpb__RangeRequest *req, kv_raw_fn fn, void *ud,
-                 kv_range_info *info, kv_err *err) {
+int kv_range_raw_hold(kv_store *s, const Etcdserverpb__RangeRequest *req, kv_raw_fn fn, void *ud,
+                      kv_raw_done_fn done, kv_range_info *info, kv_err *err) {
     memset(info, 0, sizeof(*info));
     if (err) err->code = KV_OK, err->msg[0] = 0;
     if (req->key.len == 0) return kv_seterr(err, KV_ERR_EMPTY_KEY, NULL);
@@ -285,12 +287,18 @@ int kv_range_raw(kv_store *s, const Etcdserverpb__RangeRequest *req, kv_raw_fn f
     raw_ctx r = {fn, ud, req->keys_only, {0}, 0, err};
     kv_range_out ro;
     code = kv_range_run(s, txn, req, rev, crev, raw_emit, &r, &ro, err);
-    mdb_txn_abort(txn);
-    kv_buf_free(&r.scratch);
     info->revision = rev;
     info->count = ro.count;
     info->more = ro.more;
     info->kvs = ro.kvs;
     info->kv_bytes = r.bytes;
+    if (!code && done) code = done(ud, info); /* the snapshot is still open */
+    mdb_txn_abort(txn);
+    kv_buf_free(&r.scratch);
     return code;
+}
+
+int kv_range_raw(kv_store *s, const Etcdserverpb__RangeRequest *req, kv_raw_fn fn, void *ud,
+                 kv_range_info *info, kv_err *err) {
+    return kv_range_raw_hold(s, req, fn, ud, NULL, info, err);
 }

@@ -3,8 +3,10 @@
  *
  * - Range runs on the loop thread through kv_range_raw: each stored KeyValue is copied once,
  *   already encoded, into a chunk list as RangeResponse field 2; the header, more and count
- *   are encoded by hand after the scan and the whole message goes out with one
- *   grpc_call_reply_iov. No protobuf-c KeyValue structs exist for a LIST.
+ *   are encoded by hand; the chunks are handed to the gRPC library without a copy
+ *   (grpc_call_send_chunk_owned), which writes them to the socket by reference, and a large
+ *   LIST streams in L2-sized chunks (see "the LIST path"). So a LIST copies each stored byte
+ *   once in user space. No protobuf-c KeyValue structs exist for it.
  * - Put / DeleteRange / Txn / Compact are decoded here (size limit, txn depth pre-scan, bounded
  *   allocator, max-txn-ops) and queued for the writer thread; kvs_writer_done() encodes their
  *   responses back on the loop.
@@ -13,6 +15,7 @@
  *   that stops reading costs at most cap + one response + parked bytes, not unbounded memory.
  */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,84 +93,215 @@ static size_t encode_header(uint8_t *buf, const Etcdserverpb__ResponseHeader *h)
     return o + n;
 }
 
-/* ---- the LIST path ---- */
+/* ---- the LIST path ----
+ *
+ * One walk of the range (kv_range_raw_hold) collects a pointer into the LMDB map and the
+ * length of every stored KeyValue; the walk's completion callback, still inside the read
+ * snapshot, knows the message length, so it frames the response and copies the entries into
+ * chunks, prefetching a few entries ahead (the map pages are in B-tree split order, so the
+ * hardware cannot guess them). A large LIST streams: each LIST_CHUNK (L2-sized) is handed to
+ * the gRPC library without a copy (grpc_call_send_chunk_owned) and flushed to the socket at
+ * once, so the chunk usually comes back to the pool still cache-hot and the copy from LMDB,
+ * the kernel's socket copy and the client's receive overlap on a small working set. Each
+ * stored byte is copied once in user space. The snapshot stays open only for this
+ * synchronous handler (what the socket does not take at once waits in the copied chunks).
+ * keys_only entries are re-encoded by the engine in a reused buffer: those are copied at once.
+ * Field order as etcd: header, kvs, more, count. */
 
 typedef struct chunk {
-    uint8_t *p;
+    kvs_server *srv;
     size_t len, cap;
+    uint8_t data[];
 } chunk;
+
+typedef struct entry {
+    const uint8_t *p;
+    size_t len;
+} entry;
 
 typedef struct range_out {
     kvs_server *srv;
-    chunk *c;
-    size_t n, cap;
-    size_t total;
+    grpc_call *call;
+    bool copy_now; /* keys_only: entry bytes are not stable, copy in the walk */
+    entry *e;      /* the walk's entries (copy_now: unused) */
+    size_t n_e, cap_e;
+    chunk **c; /* copy_now: the chunks filled during the walk */
+    size_t n_c, cap_c;
+    size_t total; /* bytes of all kvs entries (field 2, with tag and length) */
+    uint8_t head[64], tail[16];
+    size_t hn, tn;
+    bool ok;           /* the message went out whole (done ran and every send was accepted) */
+    entry e_stack[64]; /* last: not cleared */
 } range_out;
 
-#define FIRST_CHUNK 4096
+#define FIRST_CHUNK    4096
+#define LIST_CHUNK     ((size_t)256 << 10) /* L2-sized pieces (pool entries are this size) */
+#define GRPC_ZC_HINT   8192                /* below this a chunk is copied, not handed over */
+#define PREFETCH_AHEAD 6                   /* entries */
 
-/* Big chunks come from a small per-server pool: a fresh 1 MiB malloc per chunk per LIST costs
- * more in page faults than the copy itself. */
-static uint8_t *chunk_get(kvs_server *srv, size_t need, bool first, size_t *cap) {
-    if (need <= FIRST_CHUNK && first) { /* a single-key GET stays small */
-        *cap = FIRST_CHUNK;
-        return malloc(FIRST_CHUNK);
+/* Big chunks come from a small per-server pool (srv->pool holds chunk pointers with LIST_CHUNK
+ * bytes of data each): fresh large mallocs per LIST cost more in page faults than the copy. */
+static chunk *chunk_get(kvs_server *srv, size_t need, bool small_ok) {
+    size_t cap;
+    chunk *c = NULL;
+    if (need <= FIRST_CHUNK && small_ok) { /* a single-key GET stays small */
+        cap = FIRST_CHUNK;
+    } else if (need <= LIST_CHUNK) {
+        cap = LIST_CHUNK;
+        if (srv->n_pool) c = (chunk *)srv->pool[--srv->n_pool];
+    } else {
+        cap = need;
     }
-    if (need <= KVS_CHUNK_SIZE) {
-        *cap = KVS_CHUNK_SIZE;
-        if (srv->n_pool) return srv->pool[--srv->n_pool];
-        return malloc(KVS_CHUNK_SIZE);
-    }
-    *cap = need;
-    return malloc(need);
+    if (!c) c = malloc(sizeof *c + cap);
+    if (!c) return NULL;
+    c->srv = srv;
+    c->len = 0;
+    c->cap = cap;
+    return c;
 }
 
-static void chunk_put(kvs_server *srv, uint8_t *p, size_t cap) {
-    if (cap == KVS_CHUNK_SIZE && srv->n_pool < KVS_CHUNK_POOL)
-        srv->pool[srv->n_pool++] = p;
+static void chunk_put(chunk *c) {
+    kvs_server *srv = c->srv;
+    if (c->cap == LIST_CHUNK && srv->n_pool < KVS_CHUNK_POOL)
+        srv->pool[srv->n_pool++] = (uint8_t *)c;
     else
-        free(p);
+        free(c);
 }
 
-static int range_emit(void *ud, const uint8_t *kv, size_t len) {
-    range_out *o = ud;
-    size_t need = len + 11;
-    chunk *last = o->n ? &o->c[o->n - 1] : NULL;
-    if (!last || last->cap - last->len < need) {
-        if (o->n == o->cap) {
-            size_t cap = o->cap ? o->cap * 2 : 16;
-            chunk *nc = realloc(o->c, cap * sizeof *nc);
-            if (!nc) return KV_ERR_NOMEM;
-            o->c = nc;
-            o->cap = cap;
-        }
-        size_t cap;
-        uint8_t *p = chunk_get(o->srv, need, o->n == 0, &cap);
-        if (!p) return KV_ERR_NOMEM;
-        last = &o->c[o->n++];
-        last->p = p;
-        last->len = 0;
-        last->cap = cap;
-    }
-    uint8_t *w = last->p + last->len;
-    size_t k = 0;
-    w[k++] = 0x12; /* RangeResponse.kvs */
-    k += put_varint(w + k, len);
-    memcpy(w + k, kv, len);
-    last->len += k + len;
-    o->total += k + len;
-    return 0;
-}
-
-static void range_out_free(range_out *o) {
-    for (size_t i = 0; i < o->n; i++)
-        chunk_put(o->srv, o->c[i].p, o->c[i].cap);
-    free(o->c);
+static void chunk_release(void *ud) {
+    chunk_put(ud);
 }
 
 void kvs_chunk_pool_free(kvs_server *srv) {
     while (srv->n_pool)
         free(srv->pool[--srv->n_pool]);
+}
+
+static size_t entry_size(size_t len) {
+    size_t n = 2;
+    for (size_t v = len; v >= 0x80; v >>= 7)
+        n++;
+    return n + len;
+}
+
+static void entry_copy(chunk *c, const uint8_t *kv, size_t len) {
+    uint8_t *w = c->data + c->len;
+    size_t k = 0;
+    w[k++] = 0x12; /* RangeResponse.kvs */
+    k += put_varint(w + k, len);
+    memcpy(w + k, kv, len);
+    c->len += k + len;
+}
+
+/* keys_only: copy during the walk (small entries). */
+static int emit_copy(range_out *o, const uint8_t *kv, size_t len, size_t need) {
+    chunk *last = o->n_c ? o->c[o->n_c - 1] : NULL;
+    if (!last || last->cap - last->len < need) {
+        if (o->n_c == o->cap_c) {
+            size_t cap = o->cap_c ? o->cap_c * 2 : 16;
+            chunk **nc = realloc(o->c, cap * sizeof *nc);
+            if (!nc) return KV_ERR_NOMEM;
+            o->c = nc;
+            o->cap_c = cap;
+        }
+        last = chunk_get(o->srv, need, o->n_c == 0);
+        if (!last) return KV_ERR_NOMEM;
+        o->c[o->n_c++] = last;
+    }
+    entry_copy(last, kv, len);
+    return 0;
+}
+
+static int range_emit(void *ud, const uint8_t *kv, size_t len) {
+    range_out *o = ud;
+    size_t need = entry_size(len);
+    o->total += need;
+    if (o->copy_now) return emit_copy(o, kv, len, need);
+    if (o->n_e == o->cap_e) {
+        size_t cap = o->cap_e * 2;
+        entry *ne = o->e == o->e_stack ? malloc(cap * sizeof *ne) : realloc(o->e, cap * sizeof *ne);
+        if (!ne) return KV_ERR_NOMEM;
+        if (o->e == o->e_stack) memcpy(ne, o->e_stack, sizeof o->e_stack);
+        o->e = ne;
+        o->cap_e = cap;
+    }
+    o->e[o->n_e++] = (entry){kv, len};
+    return 0;
+}
+
+/* Hands a filled chunk to the library (or copies a small one); false when the call is gone. */
+static bool hand_over(grpc_call *call, chunk *c) {
+    if (c->len < GRPC_ZC_HINT) {
+        bool ok = grpc_call_send_chunk(call, c->data, c->len) >= 0;
+        chunk_put(c);
+        return ok;
+    }
+    return grpc_call_send_chunk_owned(call, c->data, c->len, chunk_release, c) >= 0;
+}
+
+static void prefetch_entry(const entry *e) {
+    for (size_t off = 0; off < e->len; off += 64)
+        __builtin_prefetch(e->p + off);
+    __builtin_prefetch(e->p + e->len - 1);
+}
+
+/* Copies the collected entries into chunks, handing each full one over; a large response is
+ * flushed chunk by chunk. */
+static bool send_entries(range_out *o, bool stream) {
+    size_t n = o->n_e;
+    for (size_t i = 0; i < n && i < PREFETCH_AHEAD; i++)
+        prefetch_entry(&o->e[i]);
+    chunk *cur = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (i + PREFETCH_AHEAD < n) prefetch_entry(&o->e[i + PREFETCH_AHEAD]);
+        size_t need = entry_size(o->e[i].len);
+        if (cur && cur->cap - cur->len < need) {
+            chunk *full = cur;
+            cur = NULL;
+            if (!hand_over(o->call, full)) return false;
+            if (stream) grpc_call_flush(o->call);
+        }
+        if (!cur && !(cur = chunk_get(o->srv, need, i == 0 && n == 1))) return false;
+        entry_copy(cur, o->e[i].p, o->e[i].len);
+    }
+    return !cur || hand_over(o->call, cur);
+}
+
+/* The walk is complete and the snapshot still open: frame and send the whole message. */
+static int range_done(void *ud, const kv_range_info *info) {
+    range_out *o = ud;
+    kvs_server *srv = o->srv;
+    Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+    kv_fill_header(srv->store, &h, info->revision);
+    o->hn = encode_header(o->head, &h);
+    if (info->more) o->tail[o->tn++] = 0x18, o->tail[o->tn++] = 1;
+    if (info->count)
+        o->tail[o->tn++] = 0x20, o->tn += put_varint(o->tail + o->tn, (uint64_t)info->count);
+    grpc_call *call = o->call;
+    bool stream = o->total > LIST_CHUNK;
+    bool ok = grpc_call_send_begin(call, o->hn + o->total + o->tn) >= 0 &&
+              grpc_call_send_chunk(call, o->head, o->hn) >= 0;
+    if (o->copy_now) {
+        size_t i = 0;
+        for (; ok && i < o->n_c; i++)
+            ok = hand_over(call, o->c[i]);
+        for (; i < o->n_c; i++) /* not handed over after a failure */
+            chunk_put(o->c[i]);
+        o->n_c = 0;
+    } else if (ok) {
+        if (stream) grpc_call_flush(call);
+        ok = send_entries(o, stream);
+    }
+    if (ok && o->tn) ok = grpc_call_send_chunk(call, o->tail, o->tn) >= 0;
+    o->ok = ok;
+    return 0; /* a failed send means the call is gone or short: finish reports it */
+}
+
+static void range_out_free(range_out *o) {
+    for (size_t i = 0; i < o->n_c; i++)
+        chunk_put(o->c[i]);
+    free(o->c);
+    if (o->e != o->e_stack) free(o->e);
 }
 
 static void serve_range(kvs_server *srv, grpc_call *call, kvs_conn *kc, const uint8_t *msg,
@@ -184,47 +318,39 @@ static void serve_range(kvs_server *srv, grpc_call *call, kvs_conn *kc, const ui
     }
     Etcdserverpb__RangeRequest *req = (Etcdserverpb__RangeRequest *)pm;
     bool is_list = req->range_end.len > 0;
-    range_out o = {srv, NULL, 0, 0, 0};
+    range_out *o = malloc(sizeof *o);
+    if (!o) {
+        protobuf_c_message_free_unpacked(pm, &a.pc);
+        fail_call(srv, call, kc, KVS_M_RANGE, t0, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                  kv_code_message(KV_ERR_NOMEM));
+        return;
+    }
+    memset(o, 0, offsetof(range_out, e_stack));
+    o->srv = srv;
+    o->call = call;
+    o->copy_now = req->keys_only;
+    o->e = o->e_stack;
+    o->cap_e = sizeof o->e_stack / sizeof o->e_stack[0];
     kv_range_info info;
     kv_err err;
     memset(&err, 0, sizeof err);
-    int code = kv_range_raw(srv->store, req, range_emit, &o, &info, &err);
+    int code = kv_range_raw_hold(srv->store, req, range_emit, o, range_done, &info, &err);
     protobuf_c_message_free_unpacked(pm, &a.pc);
     kvs_counter_inc(srv->metrics.mvcc_range);
+    size_t total = o->hn + o->total + o->tn;
+    bool ok = o->ok;
+    range_out_free(o);
+    free(o);
     if (code != KV_OK) {
         if (!err.code) err.code = code;
-        range_out_free(&o);
         fail_kv(srv, call, kc, KVS_M_RANGE, t0, &err);
         kvs_srv_observe_range(&srv->metrics, is_list, (double)(uv_hrtime() - t0) / 1e9);
         return;
     }
-    Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
-    kv_fill_header(srv->store, &h, info.revision);
-    uint8_t head[64], tail[16];
-    size_t hn = encode_header(head, &h), tn = 0;
-    if (info.more) tail[tn++] = 0x18, tail[tn++] = 1;
-    if (info.count) tail[tn++] = 0x20, tn += put_varint(tail + tn, (uint64_t)info.count);
-    struct iovec stack_iov[10], *iov = stack_iov;
-    if (o.n + 2 > sizeof stack_iov / sizeof stack_iov[0]) {
-        iov = malloc((o.n + 2) * sizeof *iov);
-        if (!iov) {
-            range_out_free(&o);
-            fail_call(srv, call, kc, KVS_M_RANGE, t0, GRPC_STATUS_RESOURCE_EXHAUSTED,
-                      kv_code_message(KV_ERR_NOMEM));
-            return;
-        }
-    }
-    size_t ni = 0;
-    iov[ni++] = (struct iovec){head, hn};
-    for (size_t i = 0; i < o.n; i++)
-        iov[ni++] = (struct iovec){o.c[i].p, o.c[i].len};
-    iov[ni++] = (struct iovec){tail, tn};
-    grpc_call_reply_iov(call, iov, ni);
-    if (iov != stack_iov) free(iov);
-    size_t total = hn + o.total + tn;
-    range_out_free(&o);
+    grpc_call_finish(call, GRPC_STATUS_OK, NULL); /* a short message fails the stream */
     srv->lists_served++;
-    kvs_finish_metrics(srv, kc, KVS_M_RANGE, t0, GRPC_STATUS_OK, total);
+    kvs_finish_metrics(srv, kc, KVS_M_RANGE, t0, ok ? GRPC_STATUS_OK : GRPC_STATUS_INTERNAL,
+                       ok ? total : 0);
     kvs_srv_observe_range(&srv->metrics, is_list, (double)(uv_hrtime() - t0) / 1e9);
 }
 

@@ -166,7 +166,7 @@ struct kvs_server {
     void (*done)(void *ud);
     void *done_ud;
     uint64_t parked_total, lists_served;
-    uint8_t *pool[16]; /* free LIST chunks (KVS_CHUNK_SIZE each), loop thread only */
+    uint8_t *pool[16]; /* free 256 KiB LIST chunks (kv_service.c), loop thread only */
     size_t n_pool;
     _Atomic uint64_t w_groups, w_writes, w_steps; /* updated by the writer */
     struct kvs_watch *watch;                      /* watch_service.c */
@@ -180,7 +180,6 @@ void kvs_server_step_done(kvs_server *srv);
 int64_t kvs_now_ms(void);
 
 /* kv_service.c */
-#define KVS_CHUNK_SIZE ((size_t)1 << 20)
 #define KVS_CHUNK_POOL 16
 void kvs_chunk_pool_free(kvs_server *srv);
 extern const char *const kvs_method_names[KVS_M__N];

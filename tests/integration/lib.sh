@@ -63,13 +63,19 @@ h_port_listening() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# h_pick_port VAR: a port in 20000-59999 that nothing listens on and that this script has not
-# handed out before.
+# h_pick_port VAR: a port that nothing listens on and that this script has not handed out
+# before, taken BELOW the kernel's ephemeral range: ports in that range are also the local ends
+# of outgoing connections (invisible to a connect probe), and a busy machine running many
+# loopback clients makes a server's bind() there fail with "address already in use".
 h_pick_port() {
     local -n _out=$1
-    local p i u used
+    local p i u used lo=32768 hi base span
+    read -r lo hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+    base=10000
+    span=$((lo - base))
+    [ "$span" -ge 1000 ] || { base=20000; span=40000; }
     for ((i = 0; i < 200; i++)); do
-        p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+        p=$((base + (RANDOM * 32768 + RANDOM) % span))
         used=0
         for u in "${H_PORTS_USED[@]}"; do [ "$u" = "$p" ] && used=1; done
         [ "$used" = 1 ] && continue
@@ -114,7 +120,7 @@ h_wait_ready() { # name
 h_launch() { # name kind launcher
     local name=$1 kind=$2 launcher=$3 attempt rc
     H_KIND[$name]=$kind
-    for attempt in 1 2 3; do
+    for attempt in 1 2 3 4 5; do
         H_DIR[$name]="$H_TMP/$name-data"
         H_LOG[$name]="$H_TMP/$name.log"
         rm -rf "${H_DIR[$name]}"
