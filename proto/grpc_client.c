@@ -567,6 +567,7 @@ grpc_client *grpc_client_new(uv_loop_t *loop, const char *target, const grpc_cli
         c->host && c->port && c->authority && c->rbuf && cbs && nghttp2_option_new(&ngopt) == 0;
     if (ok) {
         nghttp2_option_set_no_auto_window_update(ngopt, 1);
+        nghttp2_option_set_no_closed_streams(ngopt, 1); /* see grpc_server_new */
         ok = nghttp2_session_client_new2(&c->io.ng, cbs, c, ngopt) == 0;
     }
     if (cbs) nghttp2_session_callbacks_del(cbs);

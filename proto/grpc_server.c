@@ -392,6 +392,10 @@ grpc_server *grpc_server_new(uv_loop_t *loop, const grpc_server_opts *opts,
     h2io_set_send_callbacks(srv->cbs);
     grpc_server_set_callbacks(srv->cbs);
     nghttp2_option_set_no_auto_window_update(srv->ngopt, 1);
+    /* nghttp2 keeps closed streams for HTTP/2 priority as long as the advertised stream limit
+     * allows; with etcd's unlimited max-concurrent-streams that is forever, ~300 bytes per
+     * request on a long-lived connection. gRPC uses no priorities: keep none. */
+    nghttp2_option_set_no_closed_streams(srv->ngopt, 1);
     /* Relist storms cancel hundreds of watch streams at once: nghttp2's anti-"rapid reset"
      * default (burst 1000, 33/s) would GOAWAY such a client. Keep a limit, but a roomy one. */
     nghttp2_option_set_stream_reset_rate_limit(srv->ngopt, 20000, 2000);
