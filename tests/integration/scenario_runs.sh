@@ -7,6 +7,8 @@
 #                        is >= 100 x namespaced (and >= 100/s), no relist in namespaced mode
 #         name-collision name keys report divergence and collisions, namespaced and uid none
 #         restart-herd   the restart shows a reconnect/relist burst; jitter lowers its peak
+#         compaction-410 | calm-storm-recovery | backoff-vs-none
+#                        the short variant of the script: all its expectations hold
 #         etcd           relist-storm against a real etcd 3.4 via --endpoints (storms there too)
 #         cli            --help, list, usage and script errors (exit 2), a failing expectation
 #                        (exit 1, measured vs expected), SIGINT (exit 130, partial report,
@@ -203,6 +205,17 @@ SCN
     sc_check "SIGINT exits 130" "$rc" == 130
     grep -q "interrupted" "$H_TMP/int.out" || { sc_check "note says interrupted" 0 == 1; sc_show int; }
     sc_check "partial timeline written" "$(sc_csv "$H_TMP/int/timeline.csv" run '*' write_rate n)" ">=" 1
+    no_leftovers
+    ;;
+compaction-410 | calm-storm-recovery | backoff-vs-none)
+    # The rest of the shipped library: the short variant runs every mode of the script and
+    # its own expectations must all hold (exit 0), with the four reports written.
+    sc_require_watch "$KV"
+    out=$H_TMP/lib
+    sc_run lib run "$SCRIPTS/$CASE.scn" --short --kvstore-bin "$KV" --out "$out"
+    sc_check "exit status (every expectation of $CASE held)" "$SC_RC" == 0
+    [ "$SC_RC" = 0 ] || sc_show lib
+    sc_check "summary.json written" "$([ -s "$out/summary.json" ] && echo 1 || echo 0)" == 1
     no_leftovers
     ;;
 *)
