@@ -90,7 +90,9 @@ static void on_disconnect(void *ud, grpc_client *c, int status, const char *mess
 }
 
 static grpc_client *connect_one(kb_env *e) {
-    grpc_client_opts co = {.on_disconnect = on_disconnect, .ud = e};
+    /* a LIST of 100,000 x 1 KiB is ~107 MB: above the client default of 64 MiB */
+    grpc_client_opts co = {
+        .max_recv_msg_size = (size_t)1 << 30, .on_disconnect = on_disconnect, .ud = e};
     return grpc_client_new(e->loop, e->t->addr, &co);
 }
 
