@@ -20,6 +20,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "fuzz_common.h"
 #include "grpc.h"
 #include "grpc_internal.h"
 
@@ -195,79 +196,12 @@ static void codec_check(const uint8_t *data, size_t size) {
     free(s);
 }
 
-/* ---- one client connection per input ---- */
+/* ---- one client connection per input (fuzz_common.h) ---- */
 
 typedef struct client {
-    uv_tcp_t tcp;
-    uv_connect_t creq;
-    uv_write_t wreq;
-    uv_shutdown_t sreq;
-    uv_timer_t guard;
-    const uint8_t *data;
-    size_t size;
-    bool closed, guard_closed;
+    fuzz_client net;
     char rbuf[64 * 1024];
 } client;
-
-static void on_client_closed(uv_handle_t *h) {
-    client *c = h->data;
-    c->closed = true;
-}
-
-static void client_close(client *c) {
-    if (!uv_is_closing((uv_handle_t *)&c->tcp)) uv_close((uv_handle_t *)&c->tcp, on_client_closed);
-}
-
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-    (void)hint;
-    client *c = h->data;
-    *buf = uv_buf_init(c->rbuf, sizeof c->rbuf);
-}
-
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-    (void)buf;
-    if (nread < 0) client_close(s->data);
-}
-
-static void on_shutdown(uv_shutdown_t *req, int status) {
-    (void)req;
-    (void)status;
-}
-
-static void on_write(uv_write_t *req, int status) {
-    client *c = req->data;
-    if (status < 0) {
-        client_close(c);
-        return;
-    }
-    c->sreq.data = c;
-    if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0) client_close(c);
-}
-
-static void on_connect(uv_connect_t *req, int status) {
-    client *c = req->data;
-    if (status < 0) {
-        client_close(c);
-        return;
-    }
-    uv_buf_t bufs[2] = {uv_buf_init((char *)PREFACE, 24),
-                        uv_buf_init((char *)c->data, (unsigned)c->size)};
-    c->wreq.data = c;
-    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, c->size ? 2 : 1, on_write) != 0) {
-        client_close(c);
-        return;
-    }
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-}
-
-static void on_guard(uv_timer_t *t) {
-    client_close(t->data);
-}
-
-static void on_guard_closed(uv_handle_t *h) {
-    client *c = h->data;
-    c->guard_closed = true;
-}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
@@ -300,19 +234,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     codec_check(data, size);
     client *c = calloc(1, sizeof *c);
     if (!c) abort();
-    c->data = data;
-    c->size = size;
-    uv_tcp_init(&g_loop, &c->tcp);
-    c->tcp.data = c;
-    c->creq.data = c;
-    uv_timer_init(&g_loop, &c->guard);
-    c->guard.data = c;
-    uv_timer_start(&c->guard, on_guard, GUARD_MS, 0);
-    if (uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&g_addr, on_connect) != 0)
-        client_close(c);
+    c->net.out[0] = uv_buf_init((char *)PREFACE, 24);
+    c->net.out[1] = uv_buf_init((char *)data, (unsigned)size);
+    c->net.n_out = size ? 2 : 1;
+    c->net.rbuf = c->rbuf;
+    c->net.rbuf_len = sizeof c->rbuf;
+    fuzz_client_start(&c->net, &g_loop, &g_addr, GUARD_MS);
     /* Until the client is closed and the server dropped the connection (the guard bounds it:
      * once it fires the client closes, and the server sees the reset). */
-    while (!c->closed || !server_quiet())
+    while (!c->net.closed || !server_quiet())
         uv_run(&g_loop, UV_RUN_ONCE);
     for (size_t i = 0; i < g_n_later; i++) {
         if (i % 2)
@@ -321,9 +251,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             grpc_call_fail(g_later[i], GRPC_STATUS_UNAVAILABLE, "late");
     }
     g_n_later = 0;
-    uv_close((uv_handle_t *)&c->guard, on_guard_closed);
-    while (!c->guard_closed)
-        uv_run(&g_loop, UV_RUN_ONCE);
+    fuzz_client_finish(&c->net, &g_loop);
     free(c);
     return 0;
 }

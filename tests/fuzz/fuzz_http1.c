@@ -16,6 +16,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "fuzz_common.h"
 #include "http1.h"
 #include "metrics.h"
 
@@ -30,14 +31,10 @@ static kvs_registry *g_reg;
 static unsigned g_health;
 
 typedef struct client {
-    uv_tcp_t tcp;
-    uv_connect_t creq;
-    uv_write_t wreq;
-    uv_shutdown_t sreq;
-    uv_timer_t guard;
-    const uint8_t *initial, *rest;
-    size_t n_initial, n_rest;
-    bool closed, guard_closed, adopted;
+    fuzz_client net; /* writes the rest of the input */
+    const uint8_t *initial;
+    size_t n_initial;
+    bool adopted;
     char rbuf[16 * 1024]; /* small: a large /metrics answer takes several reads */
 } client;
 
@@ -73,65 +70,6 @@ static void on_accept(uv_stream_t *ls, int status) {
     client *c = g_cur;
     c->adopted = true;
     kvs_http1_adopt(g_h1, tcp, (const char *)c->initial, c->n_initial);
-}
-
-static void on_client_closed(uv_handle_t *h) {
-    client *c = h->data;
-    c->closed = true;
-}
-
-static void client_close(client *c) {
-    if (!uv_is_closing((uv_handle_t *)&c->tcp)) uv_close((uv_handle_t *)&c->tcp, on_client_closed);
-}
-
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-    (void)hint;
-    client *c = h->data;
-    *buf = uv_buf_init(c->rbuf, sizeof c->rbuf);
-}
-
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-    (void)buf;
-    if (nread < 0) client_close(s->data);
-}
-
-static void on_shutdown(uv_shutdown_t *req, int status) {
-    (void)req;
-    (void)status;
-}
-
-static void on_write(uv_write_t *req, int status) {
-    client *c = req->data;
-    if (status < 0) {
-        client_close(c);
-        return;
-    }
-    c->sreq.data = c;
-    if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0) client_close(c);
-}
-
-static void on_connect(uv_connect_t *req, int status) {
-    client *c = req->data;
-    if (status < 0) {
-        client_close(c);
-        return;
-    }
-    uv_buf_t b = uv_buf_init((char *)c->rest, (unsigned)c->n_rest);
-    c->wreq.data = c;
-    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
-        client_close(c);
-        return;
-    }
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-}
-
-static void on_guard(uv_timer_t *t) {
-    client_close(t->data);
-}
-
-static void on_guard_closed(uv_handle_t *h) {
-    client *c = h->data;
-    c->guard_closed = true;
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
@@ -187,22 +125,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (k > size) k = size;
     c->initial = data;
     c->n_initial = k;
-    c->rest = data + k;
-    c->n_rest = size - k;
+    c->net.out[0] = uv_buf_init((char *)data + k, (unsigned)(size - k));
+    c->net.n_out = 1;
+    c->net.rbuf = c->rbuf;
+    c->net.rbuf_len = sizeof c->rbuf;
     g_cur = c;
-    uv_tcp_init(&g_loop, &c->tcp);
-    c->tcp.data = c;
-    c->creq.data = c;
-    uv_timer_init(&g_loop, &c->guard);
-    c->guard.data = c;
-    uv_timer_start(&c->guard, on_guard, GUARD_MS, 0);
-    if (uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&g_addr, on_connect) != 0)
-        client_close(c);
-    while (!c->closed || (c->adopted && !server_quiet()))
+    fuzz_client_start(&c->net, &g_loop, &g_addr, GUARD_MS);
+    while (!c->net.closed || (c->adopted && !server_quiet()))
         uv_run(&g_loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&c->guard, on_guard_closed);
-    while (!c->guard_closed)
-        uv_run(&g_loop, UV_RUN_ONCE);
+    fuzz_client_finish(&c->net, &g_loop);
     g_cur = NULL;
     free(c);
     return 0;

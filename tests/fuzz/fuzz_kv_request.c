@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_common.h"
 #include "kv.h"
 #include "rpc.pb-c.h"
 #include "srv_internal.h"
@@ -31,37 +32,17 @@
 #define MAX_GROUP         8
 #define RESET_EVERY       512
 
-static char *g_dir;
-static kv_store *g_kv;
+static fuzz_store g_store = {.who = "fuzz_kv_request"};
 static unsigned g_runs;
 
-static void store_open(void) {
-    kv_options o = {.map_size = (size_t)64 << 20, .no_sync = true, .cluster_id = 1, .member_id = 2};
-    kv_err err;
-    if (kv_open(g_dir, &o, &g_kv, &err) != KV_OK) {
-        fprintf(stderr, "fuzz_kv_request: kv_open %s: %s\n", g_dir, err.msg);
-        abort();
-    }
-}
-
-static void store_reset(void) {
-    kv_close(g_kv);
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -f '%s'/*", g_dir);
-    if (system(cmd) != 0) abort();
-    store_open();
-}
-
 static void at_exit_cleanup(void) {
-    if (g_kv) kv_close(g_kv);
-    tu_rmtree(g_dir);
+    fuzz_store_destroy(&g_store);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
-    g_dir = tu_mkdtemp("fuzz-kv");
-    store_open();
+    fuzz_store_init(&g_store, "fuzz-kv");
     atexit(at_exit_cleanup);
     return 0;
 }
@@ -83,7 +64,7 @@ static void group_apply(pending *p, size_t n, kv_arena *arena) {
     }
     kv_err err;
     memset(&err, 0, sizeof err);
-    kv_apply(g_kv, w, n, &err);
+    kv_apply(g_store.kv, w, n, &err);
     for (size_t i = 0; i < n; i++) {
         /* Encode the responses like the completion path does. */
         if (w[i].err.code == KV_OK && w[i].resp) {
@@ -126,12 +107,12 @@ static void do_range(const uint8_t *msg, size_t len, bool raw, kv_arena *arena) 
     if (raw) {
         kv_range_info info;
         size_t total = 0;
-        if (kv_range_raw(g_kv, req, raw_sink, &total, &info, &err) == KV_OK &&
+        if (kv_range_raw(g_store.kv, req, raw_sink, &total, &info, &err) == KV_OK &&
             info.kv_bytes != total)
             abort(); /* the sink saw other bytes than the info claims */
     } else {
         Etcdserverpb__RangeResponse *resp = NULL;
-        if (kv_range(g_kv, req, arena, &resp, &err) == KV_OK && resp) {
+        if (kv_range(g_store.kv, req, arena, &resp, &err) == KV_OK && resp) {
             size_t n = protobuf_c_message_get_packed_size(&resp->base);
             uint8_t *buf = malloc(n ? n : 1);
             if (!buf) abort();
@@ -152,10 +133,10 @@ static void do_compact(const uint8_t *msg, size_t len) {
     Etcdserverpb__CompactionRequest *c = (Etcdserverpb__CompactionRequest *)pm;
     kv_err err;
     memset(&err, 0, sizeof err);
-    if (kv_compact(g_kv, c->revision, &err) == KV_OK) {
+    if (kv_compact(g_store.kv, c->revision, &err) == KV_OK) {
         bool done = false;
         for (int i = 0; i < 64 && !done; i++)
-            if (kv_compact_step(g_kv, 16, &done, &err) != KV_OK) break;
+            if (kv_compact_step(g_store.kv, 16, &done, &err) != KV_OK) break;
     }
     protobuf_c_message_free_unpacked(pm, &a.pc);
 }
@@ -198,7 +179,7 @@ static bool decode_write(int kind, const uint8_t *msg, size_t len, pending *p) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (++g_runs % RESET_EVERY == 0) store_reset();
+    if (++g_runs % RESET_EVERY == 0) fuzz_store_reset(&g_store);
     kv_arena *arena = kv_arena_new();
     if (!arena) abort();
     pending *group = calloc(MAX_GROUP, sizeof *group);

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_common.h"
 #include "kv.h"
 #include "rpc.pb-c.h"
 #include "testutil.h"
@@ -31,8 +32,7 @@
 #define MAX_RECORDS 24
 #define RESET_EVERY 256
 
-static char *g_dir;
-static kv_store *g_kv;
+static fuzz_store g_store = {.who = "fuzz_watch_request"};
 static unsigned g_runs;
 static watch_batch *g_batch; /* the last commit's events, taken by the commit callback */
 static bool g_lost;
@@ -57,44 +57,30 @@ static void put(const char *key, const char *val) {
     kv_arena *a = kv_arena_new();
     Etcdserverpb__PutResponse *resp;
     kv_err err;
-    if (!a || kv_put(g_kv, &r, a, &resp, &err) != KV_OK) abort();
+    if (!a || kv_put(g_store.kv, &r, a, &resp, &err) != KV_OK) abort();
     kv_arena_free(a);
 }
 
-static void store_open(void) {
-    kv_options o = {.map_size = (size_t)64 << 20, .no_sync = true, .cluster_id = 1, .member_id = 2};
-    kv_err err;
-    if (kv_open(g_dir, &o, &g_kv, &err) != KV_OK) {
-        fprintf(stderr, "fuzz_watch_request: kv_open %s: %s\n", g_dir, err.msg);
-        abort();
-    }
-    /* History: revisions 2..9 on a handful of keys, compacted at 3. */
+/* History: revisions 2..9 on a handful of keys, compacted at 3 (after every (re)open). */
+static void seed(kv_store *kv) {
+    (void)kv; /* put() writes through g_store.kv, which is kv here */
     static const char *const keys[] = {"a", "b", "foo", "foo/1", "foo/2", "z", "a", "foo/1"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         put(keys[i], i % 2 ? "v1" : "value-two");
     kv_err e2;
-    if (kv_compact(g_kv, 3, &e2) != KV_OK) abort();
-    kv_set_commit_cb(g_kv, on_commit, NULL);
-}
-
-static void store_reset(void) {
-    kv_close(g_kv);
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -f '%s'/*", g_dir);
-    if (system(cmd) != 0) abort();
-    store_open();
+    if (kv_compact(g_store.kv, 3, &e2) != KV_OK) abort();
+    kv_set_commit_cb(g_store.kv, on_commit, NULL);
 }
 
 static void at_exit_cleanup(void) {
-    if (g_kv) kv_close(g_kv);
-    tu_rmtree(g_dir);
+    fuzz_store_destroy(&g_store);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
-    g_dir = tu_mkdtemp("fuzz-watch");
-    store_open();
+    g_store.seed = seed;
+    fuzz_store_init(&g_store, "fuzz-watch");
     atexit(at_exit_cleanup);
     return 0;
 }
@@ -140,7 +126,7 @@ static void commit(unsigned step, bool del, bool lose, watch_hub *h) {
         Etcdserverpb__DeleteRangeResponse *resp;
         kv_err err;
         if (!a) abort();
-        kv_delete_range(g_kv, &r, a, &resp, &err);
+        kv_delete_range(g_store.kv, &r, a, &resp, &err);
         kv_arena_free(a);
     } else {
         put(key, step % 3 ? "x" : "a-longer-value");
@@ -156,14 +142,14 @@ static void commit(unsigned step, bool del, bool lose, watch_hub *h) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (++g_runs % RESET_EVERY == 0) store_reset();
+    if (++g_runs % RESET_EVERY == 0) fuzz_store_reset(&g_store);
     watch_hub_opts o = {.progress_interval_ms = 1000,
                         .max_response_bytes = 256, /* small: fragments happen */
                         .max_request_bytes = 4096,
                         .feed_batch_events = 3,
                         .feed_batch_bytes = 512,
                         .max_watchers_per_sync = 2};
-    watch_hub *h = watch_hub_new(g_kv, &o);
+    watch_hub *h = watch_hub_new(g_store.kv, &o);
     if (!h) abort();
     watch_sink sink = {.send = sink_send, .sendv = sink_sendv};
     watch_sink sink1 = {.send = sink_send};
@@ -202,9 +188,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (flags & 8) watch_hub_tick(h, now += 1000);
         if (flags & 16) {
             kv_status ks;
-            kv_status_get(g_kv, &ks);
+            kv_status_get(g_store.kv, &ks);
             kv_err err;
-            if (ks.revision - 2 > ks.compact_revision) kv_compact(g_kv, ks.revision - 2, &err);
+            if (ks.revision - 2 > ks.compact_revision)
+                kv_compact(g_store.kv, ks.revision - 2, &err);
         }
         for (int i = 0; i < 8 && watch_hub_pending(h); i++)
             watch_hub_sync(h, 2);

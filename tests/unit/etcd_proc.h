@@ -3,7 +3,11 @@
  *   - a free loopback port;
  *   - a real etcd 3.4 (or our `kvstore serve`) as a child process on such ports with a
  *     temporary data dir: start, wait until it answers, kill, remove its files;
- *   - running a uv loop until a flag is set, and a synchronous unary gRPC call on top of it.
+ *   - running a uv loop until a flag is set (or a predicate holds), and a synchronous unary gRPC
+ * call on top of it;
+ *   - for the suites that run `kvstore serve --listen 127.0.0.1:0` themselves (test_crash_kill.c,
+ *     test_hostile.c): where the binary is, the child's exec, and the port it announces;
+ *   - a TxnRequest of n puts (etcd's ops limit and duplicate-key checks).
  *
  * Key decisions:
  * - Header-only (static inline): every test_*.c stays one executable and an unused helper costs
@@ -28,6 +32,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -36,6 +42,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "grpc.h"
+#include "rpc.pb-c.h"
 #include "testutil.h"
 
 /* ================================================================ uv loop helpers */
@@ -44,18 +51,28 @@ static inline void on_wake(uv_timer_t *t) {
     (void)t;
 }
 
-/* Runs loop until *flag or timeout_ms; returns *flag. A 5 ms timer keeps uv_run from blocking
- * forever when nothing else is pending. */
-static inline bool run_until(uv_loop_t *loop, const volatile bool *flag, uint64_t timeout_ms) {
+/* Runs loop until done(arg) or timeout_ms; returns done(arg). A 5 ms timer keeps uv_run from
+ * blocking forever when nothing else is pending. */
+static inline bool run_until_fn(uv_loop_t *loop, bool (*done)(void *arg), void *arg,
+                                uint64_t timeout_ms) {
     uv_timer_t t;
     uv_timer_init(loop, &t);
     uv_timer_start(&t, on_wake, 5, 5);
     uint64_t end = uv_now(loop) + timeout_ms;
-    while (!*flag && uv_now(loop) < end)
+    while (!done(arg) && uv_now(loop) < end)
         uv_run(loop, UV_RUN_ONCE);
     uv_close((uv_handle_t *)&t, NULL);
     uv_run(loop, UV_RUN_NOWAIT);
-    return *flag;
+    return done(arg);
+}
+
+static inline bool flag_is_set(void *flag) {
+    return *(const volatile bool *)flag;
+}
+
+/* Runs loop until *flag or timeout_ms; returns *flag. */
+static inline bool run_until(uv_loop_t *loop, const volatile bool *flag, uint64_t timeout_ms) {
+    return run_until_fn(loop, flag_is_set, (void *)flag, timeout_ms);
 }
 
 /* Runs loop for ms (the callbacks of everything on it keep running). */
@@ -260,6 +277,79 @@ static inline void etcd_proc_cleanup(etcd_proc *p) {
     etcd_proc_kill(p, SIGKILL);
     if (p->dir) tu_rmtree(p->dir);
     p->dir = NULL;
+}
+
+/* ================================================================ `kvstore serve` on port 0 */
+
+/* The kvstore binary: $RELIST_KVSTORE_BIN, else the RELIST_KVSTORE_BIN the suite was compiled
+ * with, else NULL (the caller skips). */
+static inline const char *etcd_proc_kvstore_bin(void) {
+    const char *e = getenv("RELIST_KVSTORE_BIN");
+    if (e && *e) return e;
+#ifdef RELIST_KVSTORE_BIN
+    return RELIST_KVSTORE_BIN;
+#else
+    return NULL;
+#endif
+}
+
+/* In the forked child: dies with the parent (a failed test never leaves a server behind), sends
+ * stdout to out_fd and execs `bin serve --listen 127.0.0.1:0 --data-dir dir` (plus
+ * --unsafe-no-fsync when no_fsync). Never returns. */
+static inline void etcd_proc_exec_serve(const char *bin, const char *dir, int out_fd,
+                                        bool no_fsync) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    dup2(out_fd, 1);
+    if (no_fsync)
+        execl(bin, bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", dir, "--unsafe-no-fsync",
+              (char *)NULL);
+    else
+        execl(bin, bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", dir, (char *)NULL);
+    _exit(127);
+}
+
+/* Reads the child's first output line from fd (at most 20 s between reads) into line (cap
+ * bytes, NUL-terminated) and returns the port of its "... on 127.0.0.1:PORT", or -1. */
+static inline int etcd_proc_read_serving_port(int fd, char *line, size_t cap) {
+    size_t n = 0;
+    while (n < cap - 1) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 20000) <= 0) break;
+        ssize_t k = read(fd, line + n, cap - 1 - n);
+        if (k <= 0) break;
+        n += (size_t)k;
+        line[n] = 0;
+        if (strchr(line, '\n')) break;
+    }
+    line[n] = 0;
+    const char *p = strstr(line, "on 127.0.0.1:");
+    return p ? atoi(p + strlen("on 127.0.0.1:")) : -1;
+}
+
+/* ================================================================ request builders */
+
+/* Fills a TxnRequest whose success branch is n puts on keys printf(key_fmt, i) (keys[i], each
+ * key_cap bytes, all arrays of n owned by the caller). */
+static inline void etcd_txn_of_puts(Etcdserverpb__TxnRequest *t, size_t n,
+                                    Etcdserverpb__PutRequest *ps, Etcdserverpb__RequestOp *ops,
+                                    Etcdserverpb__RequestOp **opp, char *keys, size_t key_cap,
+                                    const char *key_fmt) {
+    for (size_t i = 0; i < n; i++) {
+        Etcdserverpb__PutRequest pi = ETCDSERVERPB__PUT_REQUEST__INIT;
+        Etcdserverpb__RequestOp oi = ETCDSERVERPB__REQUEST_OP__INIT;
+        char *k = keys + i * key_cap;
+        snprintf(k, key_cap, key_fmt, (int)i);
+        ps[i] = pi;
+        ps[i].key = (ProtobufCBinaryData){strlen(k), (uint8_t *)k};
+        ops[i] = oi;
+        ops[i].request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
+        ops[i].request_put = &ps[i];
+        opp[i] = &ops[i];
+    }
+    Etcdserverpb__TxnRequest ti = ETCDSERVERPB__TXN_REQUEST__INIT;
+    *t = ti;
+    t->n_success = n;
+    t->success = opp;
 }
 
 #endif

@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "etcd_proc.h" /* kvstore serve on port 0, run_until_fn */
 #include "grpc.h"
 #include "rpc.pb-c.h"
 #include "testutil.h"
@@ -51,13 +52,7 @@ static int g_kills = 25;
 /* ================================================================ the child process */
 
 static const char *kvstore_bin(void) {
-    const char *e = getenv("RELIST_KVSTORE_BIN");
-    if (e && *e) return e;
-#ifdef RELIST_KVSTORE_BIN
-    return RELIST_KVSTORE_BIN;
-#else
-    return NULL;
-#endif
+    return etcd_proc_kvstore_bin();
 }
 
 typedef struct child {
@@ -73,30 +68,12 @@ static void child_start(child *ch, const char *dir) {
     assert_int_equal(pipe2(pfd, O_CLOEXEC), 0);
     pid_t pid = fork();
     assert_true(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test never leaves a server behind */
-        dup2(pfd[1], 1);
-        execl(bin, bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", dir, (char *)NULL);
-        _exit(127);
-    }
+    if (pid == 0) etcd_proc_exec_serve(bin, dir, pfd[1], false);
     close(pfd[1]);
     char line[512];
-    size_t n = 0;
     ch->pid = pid;
     ch->out = pfd[0];
-    ch->port = -1;
-    while (n < sizeof line - 1) {
-        struct pollfd p = {.fd = pfd[0], .events = POLLIN};
-        if (poll(&p, 1, 20000) <= 0) break;
-        ssize_t k = read(pfd[0], line + n, sizeof line - 1 - n);
-        if (k <= 0) break;
-        n += (size_t)k;
-        line[n] = 0;
-        if (strchr(line, '\n')) break;
-    }
-    line[n] = 0;
-    const char *p = strstr(line, "on 127.0.0.1:");
-    if (p) ch->port = atoi(p + strlen("on 127.0.0.1:"));
+    ch->port = etcd_proc_read_serving_port(pfd[0], line, sizeof line);
     if (ch->port <= 0) {
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
@@ -180,23 +157,6 @@ static void failf(crash *t, const char *fmt, ...) {
 
 static void check_ok(crash *t) {
     if (t->failures) fail_msg("%d failure(s); first: %s", t->failures, t->fail);
-}
-
-static void on_tick(uv_timer_t *tm) {
-    (void)tm;
-}
-
-/* Runs the loop until done(t) or timeout_ms passes. */
-static bool run_until(crash *t, bool (*done)(crash *), uint64_t timeout_ms) {
-    uv_timer_t tm;
-    uv_timer_init(&t->loop, &tm);
-    uv_timer_start(&tm, on_tick, 5, 5);
-    uint64_t end = uv_now(&t->loop) + timeout_ms;
-    while (!done(t) && uv_now(&t->loop) < end)
-        uv_run(&t->loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&tm, NULL);
-    uv_run(&t->loop, UV_RUN_NOWAIT);
-    return done(t);
 }
 
 static ProtobufCBinaryData bd(const char *s) {
@@ -305,7 +265,8 @@ static void writer_next(writer *w) {
     }
 }
 
-static bool writers_idle(crash *t) {
+static bool writers_idle(void *arg) {
+    const crash *t = arg;
     for (int i = 0; i < NWRITERS; i++)
         if (t->w[i].busy) return false;
     return true;
@@ -332,8 +293,8 @@ static void on_reply(void *ud, int status, const char *message, const uint8_t *r
 }
 
 static reply *g_reply; /* the one synchronous call in flight (test-local, single thread) */
-static bool reply_done(crash *t) {
-    (void)t;
+static bool reply_done(void *arg) {
+    (void)arg;
     return g_reply->done;
 }
 
@@ -343,7 +304,7 @@ static Etcdserverpb__RangeResponse *range_sync(crash *t, Etcdserverpb__RangeRequ
     reply r = {0};
     g_reply = &r;
     assert_int_equal(grpc_client_unary(t->cl[0], P_RANGE, buf, n, 20000, on_reply, &r), 0);
-    if (!run_until(t, reply_done, 30000)) fail_msg("range: no answer");
+    if (!run_until_fn(&t->loop, reply_done, t, 30000)) fail_msg("range: no answer");
     if (r.status != 0) fail_msg("range: %s %s", grpc_status_name(r.status), r.message);
     Etcdserverpb__RangeResponse *rr = etcdserverpb__range_response__unpack(NULL, r.len, r.data);
     free(r.data);
@@ -435,7 +396,8 @@ static void watch_open(crash *t) {
 }
 
 static int64_t g_watch_target;
-static bool watch_caught_up(crash *t) {
+static bool watch_caught_up(void *arg) {
+    const crash *t = arg;
     return t->watch_unimpl || t->watch_closed || t->watch_last >= g_watch_target;
 }
 
@@ -562,8 +524,8 @@ static void pc_issue(pcheck *pc) {
 }
 
 static pcheck *g_pc;
-static bool pc_done(crash *t) {
-    (void)t;
+static bool pc_done(void *arg) {
+    (void)arg;
     return g_pc->done == g_pc->n;
 }
 
@@ -580,7 +542,8 @@ static void check_points(crash *t, long sample) {
         pc.todo[pc.n++] = sample < 0 ? i : (size_t)rand() % old;
     g_pc = &pc;
     pc_issue(&pc);
-    if (!run_until(t, pc_done, 60000)) fail_msg("point checks: %zu of %zu done", pc.done, pc.n);
+    if (!run_until_fn(&t->loop, pc_done, t, 60000))
+        fail_msg("point checks: %zu of %zu done", pc.done, pc.n);
     t->checked_upto = t->n_acks;
     free(pc.todo);
 }
@@ -641,7 +604,7 @@ static void restart_and_check(crash *t, bool full) {
     check_points(t, full ? -1 : SAMPLE_OLD);
     watch_open(t);
     g_watch_target = t->last_restart_rev;
-    if (!run_until(t, watch_caught_up, 20000))
+    if (!run_until_fn(&t->loop, watch_caught_up, t, 20000))
         failf(t, "watch did not catch up to %lld (at %lld)", (long long)g_watch_target,
               (long long)t->watch_last);
     if (t->watch_closed && !t->watch_unimpl)
@@ -686,7 +649,8 @@ static void test_crash_kill(void **state) {
         uv_timer_start(&killer, on_kill, 100 + (uint64_t)(rand() % 501), 0);
         while (t->loading)
             uv_run(&t->loop, UV_RUN_ONCE);
-        if (!run_until(t, writers_idle, 20000)) fail_msg("puts still in flight 20 s after kill");
+        if (!run_until_fn(&t->loop, writers_idle, t, 20000))
+            fail_msg("puts still in flight 20 s after kill");
         int st = child_reap(&t->ch);
         assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
         disconnect_all(t);

@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "etcd_proc.h" /* run_until, kvstore serve on port 0, txn of puts */
 #include "grpc.h"
 #include "rpc.pb-c.h"
 #include "testutil.h"
@@ -58,13 +59,7 @@ static const char PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /* ================================================================ the child process */
 
 static const char *kvstore_bin(void) {
-    const char *e = getenv("RELIST_KVSTORE_BIN");
-    if (e && *e) return e;
-#ifdef RELIST_KVSTORE_BIN
-    return RELIST_KVSTORE_BIN;
-#else
-    return NULL;
-#endif
+    return etcd_proc_kvstore_bin();
 }
 
 typedef struct server {
@@ -82,30 +77,12 @@ static void server_start(server *s) {
     assert_int_equal(pipe2(pfd, O_CLOEXEC), 0);
     pid_t pid = fork();
     assert_true(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(pfd[1], 1);
-        execl(bin, bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", s->dir,
-              "--unsafe-no-fsync", (char *)NULL);
-        _exit(127);
-    }
+    if (pid == 0) etcd_proc_exec_serve(bin, s->dir, pfd[1], true);
     close(pfd[1]);
     s->pid = pid;
     s->out = pfd[0];
     char line[512];
-    size_t n = 0;
-    while (n < sizeof line - 1) {
-        struct pollfd p = {.fd = pfd[0], .events = POLLIN};
-        if (poll(&p, 1, 20000) <= 0) break;
-        ssize_t k = read(pfd[0], line + n, sizeof line - 1 - n);
-        if (k <= 0) break;
-        n += (size_t)k;
-        line[n] = 0;
-        if (strchr(line, '\n')) break;
-    }
-    line[n] = 0;
-    const char *p = strstr(line, "on 127.0.0.1:");
-    s->port = p ? atoi(p + strlen("on 127.0.0.1:")) : -1;
+    s->port = etcd_proc_read_serving_port(pfd[0], line, sizeof line);
     if (s->port <= 0) {
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
@@ -177,22 +154,6 @@ typedef struct reply {
     uint8_t *data;
     size_t len;
 } reply;
-
-static void on_tick(uv_timer_t *t) {
-    (void)t;
-}
-
-static bool run_until(uv_loop_t *loop, const bool *flag, uint64_t timeout_ms) {
-    uv_timer_t t;
-    uv_timer_init(loop, &t);
-    uv_timer_start(&t, on_tick, 5, 5);
-    uint64_t end = uv_now(loop) + timeout_ms;
-    while (!*flag && uv_now(loop) < end)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    return *flag;
-}
 
 static cli *cli_new(int port) {
     cli *c = calloc(1, sizeof *c);
@@ -649,20 +610,8 @@ static void txn_of_puts(cli *c, int nops, int code, const char *msg_part) {
     Etcdserverpb__RequestOp *ops = calloc((size_t)nops, sizeof *ops);
     Etcdserverpb__RequestOp **opp = calloc((size_t)nops, sizeof *opp);
     char(*keys)[16] = calloc((size_t)nops, sizeof *keys);
-    for (int i = 0; i < nops; i++) {
-        Etcdserverpb__PutRequest pi = ETCDSERVERPB__PUT_REQUEST__INIT;
-        Etcdserverpb__RequestOp oi = ETCDSERVERPB__REQUEST_OP__INIT;
-        snprintf(keys[i], sizeof keys[i], "/ops/%d", i);
-        ps[i] = pi;
-        ps[i].key = bd(keys[i]);
-        ops[i] = oi;
-        ops[i].request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
-        ops[i].request_put = &ps[i];
-        opp[i] = &ops[i];
-    }
-    Etcdserverpb__TxnRequest t = ETCDSERVERPB__TXN_REQUEST__INIT;
-    t.n_success = (size_t)nops;
-    t.success = opp;
+    Etcdserverpb__TxnRequest t;
+    etcd_txn_of_puts(&t, (size_t)nops, ps, ops, opp, &keys[0][0], sizeof keys[0], "/ops/%d");
     expect_status(c, P_TXN, &t.base, code, msg_part);
     free(ps);
     free(ops);

@@ -44,20 +44,8 @@ static void test_errors(void **state) {
     Etcdserverpb__PutRequest ps[N];
     Etcdserverpb__RequestOp ops[N], *opp[N];
     char keys[N][8];
-    for (int i = 0; i < N; i++) {
-        Etcdserverpb__PutRequest pi = ETCDSERVERPB__PUT_REQUEST__INIT;
-        Etcdserverpb__RequestOp oi = ETCDSERVERPB__REQUEST_OP__INIT;
-        snprintf(keys[i], sizeof keys[i], "t%d", i);
-        ps[i] = pi;
-        ps[i].key = bd(keys[i]);
-        ops[i] = oi;
-        ops[i].request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
-        ops[i].request_put = &ps[i];
-        opp[i] = &ops[i];
-    }
-    Etcdserverpb__TxnRequest t = ETCDSERVERPB__TXN_REQUEST__INIT;
-    t.n_success = N;
-    t.success = opp;
+    Etcdserverpb__TxnRequest t;
+    etcd_txn_of_puts(&t, N, ps, ops, opp, &keys[0][0], sizeof keys[0], "t%d");
     expect_error(c, P_TXN, &t.base, GRPC_STATUS_INVALID_ARGUMENT,
                  "etcdserver: too many operations in txn request");
     /* duplicate key */
