@@ -54,16 +54,16 @@ void kvs_finish_metrics(kvs_server *srv, kvs_conn *conn, kvs_method m, uint64_t 
     if (conn && bytes_sent) kvs_peer_add_sent(conn->peer, bytes_sent + 5);
 }
 
-static void fail_call(kvs_server *srv, grpc_call *call, kvs_conn *kc, kvs_method m, uint64_t t0,
-                      int status, const char *msg) {
+void kvs_fail_call(kvs_server *srv, grpc_call *call, kvs_conn *kc, kvs_method m, uint64_t t0,
+                   int status, const char *msg) {
     grpc_call_fail(call, status, msg);
     kvs_finish_metrics(srv, kc, m, t0, status, 0);
 }
 
-static void fail_kv(kvs_server *srv, grpc_call *call, kvs_conn *kc, kvs_method m, uint64_t t0,
-                    const kv_err *e) {
-    fail_call(srv, call, kc, m, t0, kv_code_grpc_status(e->code),
-              e->msg[0] ? e->msg : kv_code_message(e->code));
+void kvs_fail_kv(kvs_server *srv, grpc_call *call, kvs_conn *kc, kvs_method m, uint64_t t0,
+                 const kv_err *e) {
+    kvs_fail_call(srv, call, kc, m, t0, kv_code_grpc_status(e->code),
+                  e->msg[0] ? e->msg : kv_code_message(e->code));
 }
 
 /* ---- encoding helpers ---- */
@@ -311,9 +311,9 @@ static void serve_range(kvs_server *srv, grpc_call *call, kvs_conn *kc, const ui
     ProtobufCMessage *pm;
     kvs_decode_rc rc = kvs_unpack(&etcdserverpb__range_request__descriptor, msg, len, &a, &pm);
     if (rc != KVS_DEC_OK) {
-        fail_call(srv, call, kc, KVS_M_RANGE, t0,
-                  rc == KVS_DEC_NOMEM ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INTERNAL,
-                  rc == KVS_DEC_NOMEM ? MSG_DECODE_MEM : MSG_UNMARSHAL);
+        kvs_fail_call(srv, call, kc, KVS_M_RANGE, t0,
+                      rc == KVS_DEC_NOMEM ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INTERNAL,
+                      rc == KVS_DEC_NOMEM ? MSG_DECODE_MEM : MSG_UNMARSHAL);
         return;
     }
     Etcdserverpb__RangeRequest *req = (Etcdserverpb__RangeRequest *)pm;
@@ -321,8 +321,8 @@ static void serve_range(kvs_server *srv, grpc_call *call, kvs_conn *kc, const ui
     range_out *o = malloc(sizeof *o);
     if (!o) {
         protobuf_c_message_free_unpacked(pm, &a.pc);
-        fail_call(srv, call, kc, KVS_M_RANGE, t0, GRPC_STATUS_RESOURCE_EXHAUSTED,
-                  kv_code_message(KV_ERR_NOMEM));
+        kvs_fail_call(srv, call, kc, KVS_M_RANGE, t0, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                      kv_code_message(KV_ERR_NOMEM));
         return;
     }
     memset(o, 0, offsetof(range_out, e_stack));
@@ -343,7 +343,7 @@ static void serve_range(kvs_server *srv, grpc_call *call, kvs_conn *kc, const ui
     free(o);
     if (code != KV_OK) {
         if (!err.code) err.code = code;
-        fail_kv(srv, call, kc, KVS_M_RANGE, t0, &err);
+        kvs_fail_kv(srv, call, kc, KVS_M_RANGE, t0, &err);
         kvs_srv_observe_range(&srv->metrics, is_list, (double)(uv_hrtime() - t0) / 1e9);
         return;
     }
@@ -381,25 +381,25 @@ static void submit_write(kvs_server *srv, grpc_call *call, kvs_conn *kc, kvs_met
                          const uint8_t *msg, size_t len, uint64_t t0) {
     /* etcd's own check, on the raft path: writes only. */
     if (len > srv->opts.max_request_bytes) {
-        fail_call(srv, call, kc, m, t0, GRPC_STATUS_INVALID_ARGUMENT, MSG_TOO_LARGE);
+        kvs_fail_call(srv, call, kc, m, t0, GRPC_STATUS_INVALID_ARGUMENT, MSG_TOO_LARGE);
         return;
     }
     if (m == KVS_M_TXN) {
         kvs_decode_rc pre = kvs_txn_prescan(msg, len, KV_MAX_TXN_DEPTH);
         if (pre == KVS_DEC_TOO_DEEP) {
-            fail_call(srv, call, kc, m, t0, GRPC_STATUS_INVALID_ARGUMENT,
-                      kv_code_message(KV_ERR_TXN_TOO_DEEP));
+            kvs_fail_call(srv, call, kc, m, t0, GRPC_STATUS_INVALID_ARGUMENT,
+                          kv_code_message(KV_ERR_TXN_TOO_DEEP));
             return;
         }
         if (pre == KVS_DEC_MALFORMED) {
-            fail_call(srv, call, kc, m, t0, GRPC_STATUS_INTERNAL, MSG_UNMARSHAL);
+            kvs_fail_call(srv, call, kc, m, t0, GRPC_STATUS_INTERNAL, MSG_UNMARSHAL);
             return;
         }
     }
     kvs_req *r = calloc(1, sizeof *r);
     if (!r) {
-        fail_call(srv, call, kc, m, t0, GRPC_STATUS_RESOURCE_EXHAUSTED,
-                  kv_code_message(KV_ERR_NOMEM));
+        kvs_fail_call(srv, call, kc, m, t0, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                      kv_code_message(KV_ERR_NOMEM));
         return;
     }
     r->srv = srv;
@@ -409,9 +409,9 @@ static void submit_write(kvs_server *srv, grpc_call *call, kvs_conn *kc, kvs_met
     kvs_alloc_init(&r->alloc, 8 * len + 65536);
     kvs_decode_rc rc = kvs_unpack(write_descriptor(m), msg, len, &r->alloc, &r->msg);
     if (rc != KVS_DEC_OK) {
-        fail_call(srv, call, kc, m, t0,
-                  rc == KVS_DEC_NOMEM ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INTERNAL,
-                  rc == KVS_DEC_NOMEM ? MSG_DECODE_MEM : MSG_UNMARSHAL);
+        kvs_fail_call(srv, call, kc, m, t0,
+                      rc == KVS_DEC_NOMEM ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INTERNAL,
+                      rc == KVS_DEC_NOMEM ? MSG_DECODE_MEM : MSG_UNMARSHAL);
         kvs_req_free(r);
         return;
     }
@@ -433,8 +433,8 @@ static void submit_write(kvs_server *srv, grpc_call *call, kvs_conn *kc, kvs_met
         r->op.request_txn = (Etcdserverpb__TxnRequest *)r->msg;
         kvs_counter_inc(srv->metrics.mvcc_txn);
         if (!kvs_txn_ops_ok(r->op.request_txn, srv->opts.max_txn_ops, 1)) {
-            fail_call(srv, call, kc, m, t0, GRPC_STATUS_INVALID_ARGUMENT,
-                      kv_code_message(KV_ERR_TOO_MANY_OPS));
+            kvs_fail_call(srv, call, kc, m, t0, GRPC_STATUS_INVALID_ARGUMENT,
+                          kv_code_message(KV_ERR_TOO_MANY_OPS));
             kvs_req_free(r);
             return;
         }
@@ -447,8 +447,8 @@ static void submit_write(kvs_server *srv, grpc_call *call, kvs_conn *kc, kvs_met
     }
     }
     if (m != KVS_M_COMPACT && !(r->arena = kv_arena_new())) {
-        fail_call(srv, call, kc, m, t0, GRPC_STATUS_RESOURCE_EXHAUSTED,
-                  kv_code_message(KV_ERR_NOMEM));
+        kvs_fail_call(srv, call, kc, m, t0, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                      kv_code_message(KV_ERR_NOMEM));
         kvs_req_free(r);
         return;
     }
@@ -474,13 +474,13 @@ static void reply_packed(kvs_req *r, const ProtobufCMessage *m) {
 }
 
 void kvs_req_fail(kvs_req *r, int status, const char *msg) {
-    fail_call(r->srv, r->call, r->conn, r->m, r->t0, status, msg);
+    kvs_fail_call(r->srv, r->call, r->conn, r->m, r->t0, status, msg);
 }
 
 static void complete_one(kvs_server *srv, kvs_req *r) {
     if (r->m == KVS_M_COMPACT) {
         if (r->err.code != KV_OK) {
-            fail_kv(srv, r->call, r->conn, r->m, r->t0, &r->err);
+            kvs_fail_kv(srv, r->call, r->conn, r->m, r->t0, &r->err);
             return;
         }
         kv_status st;
@@ -495,7 +495,7 @@ static void complete_one(kvs_server *srv, kvs_req *r) {
     if (r->w.err.code != KV_OK || !r->w.resp) {
         kv_err e = r->w.err;
         if (e.code == KV_OK) e.code = KV_ERR_IO;
-        fail_kv(srv, r->call, r->conn, r->m, r->t0, &e);
+        kvs_fail_kv(srv, r->call, r->conn, r->m, r->t0, &e);
         return;
     }
     const ProtobufCMessage *m = NULL;
@@ -558,14 +558,14 @@ static bool conn_over_cap(const kvs_server *srv, const kvs_conn *kc) {
 static void park(kvs_server *srv, grpc_call *call, kvs_conn *kc, kvs_method m, const uint8_t *msg,
                  size_t len, uint64_t t0) {
     if (kc->parked_bytes + len > srv->opts.max_parked_bytes) {
-        fail_call(srv, call, kc, m, t0, GRPC_STATUS_RESOURCE_EXHAUSTED,
-                  "kvstore: too many requests waiting for this connection's output to drain");
+        kvs_fail_call(srv, call, kc, m, t0, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                      "kvstore: too many requests waiting for this connection's output to drain");
         return;
     }
     kvs_parked *p = malloc(sizeof *p + len);
     if (!p) {
-        fail_call(srv, call, kc, m, t0, GRPC_STATUS_RESOURCE_EXHAUSTED,
-                  kv_code_message(KV_ERR_NOMEM));
+        kvs_fail_call(srv, call, kc, m, t0, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                      kv_code_message(KV_ERR_NOMEM));
         return;
     }
     p->tag = KVS_TAG_PARKED;
@@ -664,7 +664,7 @@ void kvs_on_cancel(grpc_call *call, void *ud) {
         kc->parked_bytes -= p->len;
     }
     kvs_server *srv = kc->srv;
-    fail_call(srv, call, kc, p->m, p->t0, GRPC_STATUS_CANCELLED, "context canceled");
+    kvs_fail_call(srv, call, kc, p->m, p->t0, GRPC_STATUS_CANCELLED, "context canceled");
     free(p);
     kvs_conn_unref(kc);
 }

@@ -80,18 +80,6 @@ static void reply(kvs_server *srv, grpc_call *call, kvs_conn *kc, kvs_method m, 
     kvs_finish_metrics(srv, kc, m, t0, GRPC_STATUS_OK, n);
 }
 
-static void fail(kvs_server *srv, grpc_call *call, kvs_conn *kc, kvs_method m, uint64_t t0,
-                 int status, const char *msg) {
-    grpc_call_fail(call, status, msg);
-    kvs_finish_metrics(srv, kc, m, t0, status, 0);
-}
-
-static void fail_kv(kvs_server *srv, grpc_call *call, kvs_conn *kc, kvs_method m, uint64_t t0,
-                    const kv_err *e) {
-    fail(srv, call, kc, m, t0, kv_code_grpc_status(e->code),
-         e->msg[0] ? e->msg : kv_code_message(e->code));
-}
-
 /* ---- grant / revoke: through the writer ------------------------------------------------------ */
 
 static void write_done(kvs_req *r) {
@@ -116,7 +104,7 @@ static void write_done(kvs_req *r) {
     if (!ok || !m) {
         kv_err e = r->w.err;
         if (e.code == KV_OK) e.code = KV_ERR_IO;
-        fail_kv(srv, r->call, r->conn, r->m, r->t0, &e);
+        kvs_fail_kv(srv, r->call, r->conn, r->m, r->t0, &e);
     } else {
         reply(srv, r->call, r->conn, r->m, r->t0, m);
     }
@@ -141,12 +129,13 @@ static kvs_req *new_write(kvs_server *srv, kvs_method m) {
 static void submit_write(kvs_server *srv, grpc_call *call, kvs_conn *kc, kvs_method m,
                          const uint8_t *msg, size_t len, uint64_t t0) {
     if (len > srv->opts.max_request_bytes) { /* etcd's check on the raft path */
-        fail(srv, call, kc, m, t0, GRPC_STATUS_INVALID_ARGUMENT, MSG_TOO_LARGE);
+        kvs_fail_call(srv, call, kc, m, t0, GRPC_STATUS_INVALID_ARGUMENT, MSG_TOO_LARGE);
         return;
     }
     kvs_req *r = new_write(srv, m);
     if (!r) {
-        fail(srv, call, kc, m, t0, GRPC_STATUS_RESOURCE_EXHAUSTED, kv_code_message(KV_ERR_NOMEM));
+        kvs_fail_call(srv, call, kc, m, t0, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                      kv_code_message(KV_ERR_NOMEM));
         return;
     }
     r->call = call;
@@ -157,7 +146,7 @@ static void submit_write(kvs_server *srv, grpc_call *call, kvs_conn *kc, kvs_met
                                               : &etcdserverpb__lease_revoke_request__descriptor;
     if (kvs_unpack(d, msg, len, &r->alloc, &r->msg) != KVS_DEC_OK) {
         r->msg = NULL;
-        fail(srv, call, kc, m, t0, GRPC_STATUS_INTERNAL, MSG_UNMARSHAL);
+        kvs_fail_call(srv, call, kc, m, t0, GRPC_STATUS_INTERNAL, MSG_UNMARSHAL);
         kvs_req_free(r);
         return;
     }
@@ -205,7 +194,7 @@ static void serve_read(kvs_server *srv, grpc_call *call, kvs_conn *kc, kvs_metho
         m == KVS_M_LEASE_TTL ? &etcdserverpb__lease_time_to_live_request__descriptor
                              : &etcdserverpb__lease_leases_request__descriptor;
     if (kvs_unpack(d, msg, len, &a, &pm) != KVS_DEC_OK) {
-        fail(srv, call, kc, m, t0, GRPC_STATUS_INTERNAL, MSG_UNMARSHAL);
+        kvs_fail_call(srv, call, kc, m, t0, GRPC_STATUS_INTERNAL, MSG_UNMARSHAL);
         return;
     }
     kv_err err;
@@ -225,7 +214,7 @@ static void serve_read(kvs_server *srv, grpc_call *call, kvs_conn *kc, kvs_metho
     protobuf_c_message_free_unpacked(pm, &a.pc);
     if (rc != KV_OK || !resp) {
         if (err.code == KV_OK) err.code = rc != KV_OK ? (kv_code)rc : KV_ERR_IO;
-        fail_kv(srv, call, kc, m, t0, &err);
+        kvs_fail_kv(srv, call, kc, m, t0, &err);
     } else {
         reply(srv, call, kc, m, t0, resp);
     }

@@ -191,6 +191,12 @@ void kvs_park_timer_cb(uv_timer_t *t);
 void kvs_req_fail(kvs_req *r, int status, const char *msg);
 void kvs_finish_metrics(kvs_server *srv, kvs_conn *conn, kvs_method m, uint64_t t0, int code,
                         size_t bytes_sent);
+/* Fails a unary call with a status (or a kv_err mapped to etcd's status and message) and
+ * records it in the metrics (kv_service.c). */
+void kvs_fail_call(kvs_server *srv, grpc_call *call, kvs_conn *kc, kvs_method m, uint64_t t0,
+                   int status, const char *msg);
+void kvs_fail_kv(kvs_server *srv, grpc_call *call, kvs_conn *kc, kvs_method m, uint64_t t0,
+                 const kv_err *e);
 
 /* maintenance.c */
 void kvs_status_unary(kvs_server *srv, grpc_call *call, kvs_conn *conn, const uint8_t *msg,
