@@ -459,7 +459,7 @@ static void check_latest(crash *t) {
 /* Point checks: Range(key, revision = rev) of acknowledged puts, pipelined. */
 typedef struct pcheck {
     crash *t;
-    size_t *todo; /* ack indexes */
+    size_t *pending; /* ack indexes */
     size_t n, next, done, inflight;
 } pcheck;
 
@@ -502,7 +502,7 @@ static void on_point(void *ud, int status, const char *message, const uint8_t *r
 static void pc_issue(pcheck *pc) {
     crash *t = pc->t;
     while (pc->next < pc->n && pc->inflight < MAX_INFLIGHT_CHECKS) {
-        size_t idx = pc->todo[pc->next++];
+        size_t idx = pc->pending[pc->next++];
         const ack *a = &t->acks[idx];
         char key[64];
         key_of(key, sizeof key, a->w, a->slot);
@@ -535,17 +535,17 @@ static void check_points(crash *t, long sample) {
     size_t fresh = t->n_acks - t->checked_upto;
     size_t old = t->checked_upto;
     size_t extra = sample < 0 ? old : (size_t)sample < old ? (size_t)sample : old;
-    pc.todo = malloc((fresh + extra + 1) * sizeof *pc.todo);
+    pc.pending = malloc((fresh + extra + 1) * sizeof *pc.pending);
     for (size_t i = t->checked_upto; i < t->n_acks; i++)
-        pc.todo[pc.n++] = i;
+        pc.pending[pc.n++] = i;
     for (size_t i = 0; i < extra; i++)
-        pc.todo[pc.n++] = sample < 0 ? i : (size_t)rand() % old;
+        pc.pending[pc.n++] = sample < 0 ? i : (size_t)rand() % old;
     g_pc = &pc;
     pc_issue(&pc);
     if (!run_until_fn(&t->loop, pc_done, t, 60000))
         fail_msg("point checks: %zu of %zu done", pc.done, pc.n);
     t->checked_upto = t->n_acks;
-    free(pc.todo);
+    free(pc.pending);
 }
 
 /* The watch saw, at each acknowledged revision, exactly that put. */
