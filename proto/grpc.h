@@ -276,6 +276,14 @@ grpc_client *grpc_client_new(uv_loop_t *loop, const char *target, const grpc_cli
  * the loop). */
 void grpc_client_free(grpc_client *c);
 int grpc_client_is_connected(const grpc_client *c);
+/* Cuts the connection abruptly, as a network failure or a load balancer's reset would (added):
+ * no GOAWAY; the socket is closed with a TCP RST (SO_LINGER 0); every pending call and stream
+ * fails with UNAVAILABLE "connection reset: aborted by the client", then on_disconnect fires
+ * (on_connect with UV_ECONNABORTED if the connection was not up yet). The callbacks run inside
+ * this call, or, when it is called from one of this client's own callbacks, as soon as that
+ * callback returns. Afterwards the client refuses new calls; free it and make a new one to
+ * reconnect. No-op once the client is disconnected or being freed. */
+void grpc_client_abort(grpc_client *c);
 
 /* Completion of a unary call: status (GRPC_STATUS_*), message (decoded grpc-message, never NULL)
  * and the response message (NULL/0 unless status is OK; valid only during the callback). */

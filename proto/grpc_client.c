@@ -4,7 +4,9 @@
  * control is manual: bytes are consumed (WINDOW_UPDATE) once their messages are delivered, and
  * a paused stream keeps its bytes unconsumed so the server holds back (bounded by our stream
  * window). Reconnecting is the caller's job: on connection loss every pending call fails with
- * UNAVAILABLE and on_disconnect fires.
+ * UNAVAILABLE and on_disconnect fires. grpc_client_abort() makes the same loss on purpose (a
+ * network blip, a load balancer's reset): the socket is closed with SO_LINGER 0, so the server
+ * reads ECONNRESET rather than an orderly EOF, and no GOAWAY is sent.
  * Re-entrancy: user callbacks may call grpc_client_free(); the actual teardown is deferred
  * until the library's own frames are off the stack (busy counter), memory is released in the
  * last uv close callback. */
@@ -58,6 +60,8 @@ struct grpc_client {
     uv_timer_t timer;
     bool gai_pending, tcp_inited, timer_on;
     bool connected, dead, goaway, told_down;
+    bool abort_requested; /* grpc_client_abort from inside a callback: done in leave() */
+    bool reset_on_close;  /* close the socket with a TCP RST (grpc_client_abort) */
     int busy;
     bool free_requested, freed;
     int closes_pending;
@@ -72,7 +76,11 @@ static void on_idle(uv_idle_t *h);
 static void enter(grpc_client *c) {
     c->busy++;
 }
+static void do_abort(grpc_client *c);
 static void leave(grpc_client *c) {
+    /* an abort asked for inside a callback happens once the library's frames are gone (the
+     * outermost leave, outside nghttp2), before a free asked for meanwhile */
+    if (c->busy == 1 && c->abort_requested && !c->io.depth) do_abort(c);
     if (--c->busy == 0 && c->free_requested && !c->freed) client_do_free(c);
 }
 
@@ -153,7 +161,10 @@ static void conn_lost(grpc_client *c, int err, const char *msg) {
     if (c->tcp_inited && !uv_is_closing((uv_handle_t *)&c->tcp)) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->closes_pending++;
-        uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+        /* close_reset fails only on a socket that is not open yet (or was shut down) */
+        if (!c->reset_on_close || !c->connected ||
+            uv_tcp_close_reset(&c->tcp, on_handle_closed) != 0)
+            uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     }
     if (!c->connected) {
         if (c->opts.on_connect) c->opts.on_connect(c->opts.ud, c, err ? err : UV_ECONNRESET);
@@ -479,6 +490,10 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         on_handle_closed((uv_handle_t *)&c->idle); /* the request counted as a pending close */
         return;
     }
+    if (c->dead) { /* aborted while resolving: the socket is closed already */
+        if (res) uv_freeaddrinfo(res);
+        return;
+    }
     enter(c);
     if (status < 0 || !res) {
         conn_lost(c, status < 0 ? status : UV_EAI_NONAME, "cannot resolve host");
@@ -640,6 +655,24 @@ void grpc_client_free(grpc_client *c) {
 
 int grpc_client_is_connected(const grpc_client *c) {
     return c->connected && !c->dead && !c->goaway;
+}
+
+static void do_abort(grpc_client *c) {
+    c->abort_requested = false;
+    if (c->dead || c->freed || c->free_requested) return;
+    c->reset_on_close = true;
+    conn_lost(c, UV_ECONNABORTED, "connection reset: aborted by the client");
+}
+
+void grpc_client_abort(grpc_client *c) {
+    if (!c || c->dead || c->freed || c->free_requested) return;
+    if (c->busy || c->io.depth) { /* inside one of our callbacks: see leave() */
+        c->abort_requested = true;
+        return;
+    }
+    enter(c); /* a grpc_client_free from the callbacks below waits for leave() */
+    do_abort(c);
+    leave(c);
 }
 
 /* ---------------------------------------------------------------- calls */

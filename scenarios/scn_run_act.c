@@ -5,12 +5,13 @@
  * Key decisions:
  * - Times are checked on the runner's 50 ms tick against the time since t0 (the fleet synced),
  *   the same clock the samples use, so an action lands in the sample that shows its effect.
- * - drop-connections is a hold and an immediate release of the chosen watchers: each one's
- *   watch stream is cancelled and re-opened from its last revision, which is what a dropped
- *   connection does to a reflector (the fleet has no call to cut its TCP connections; a
- *   restart-server cuts them for real).
- * - The watchers an action picks are the first fraction of the fleet: watcher i watches
- *   namespace i % N, so the first half still covers every namespace. */
+ * - drop-connections cuts TCP connections for real (refl_fleet_drop_connections: a random,
+ *   seeded fraction of the open connections is reset, no GOAWAY); the watchers on them go
+ *   through their reconnect path (backoff, re-watch from the last revision, a relist only if
+ *   that history was compacted). The seed is the run's seed and the action's index, so a
+ *   script replays the same cut.
+ * - The watchers hold picks are the first fraction of the fleet: watcher i watches namespace
+ *   i % N, so the first half still covers every namespace. */
 #include "scn_run_internal.h"
 
 #include <math.h>
@@ -126,12 +127,21 @@ static void fire(scn_runner *r, size_t k, uint64_t now_ms) {
         scn_runner_log(r, "t=%.1fs restart-server down=%lldms", t, (long long)a->down_ms);
         break;
     case SCN_ACT_DROP_CONNECTIONS: {
-        size_t n = pick(r, a->fraction);
-        for (size_t i = 0; i < n; i++)
-            refl_fleet_hold(r->fleet, i, true);
-        for (size_t i = 0; i < n; i++)
-            refl_fleet_hold(r->fleet, i, false);
-        scn_runner_log(r, "t=%.1fs drop-connections: %zu watch streams cut", t, n);
+        uint64_t seed = (r->o->seed ? r->o->seed : 1) * 0x9e3779b97f4a7c15ull + k;
+        refl_drop_result d;
+        if (refl_fleet_drop_connections(r->fleet, a->fraction, seed, &d) < 0) {
+            scn_runner_note(r, "drop-connections at %.1fs skipped: the fleet is stopping", t);
+            break;
+        }
+        /* the cut's own trace lines (one per failed stream) have just used up this second's
+         * log budget: the action's line is exempt, the budget stays spent for the rest */
+        uint64_t used = r->log_count;
+        r->log_count = 0;
+        scn_runner_log(r,
+                       "t=%.1fs drop-connections: %zu of %zu open connections cut (%zu watchers, "
+                       "%zu watch streams)",
+                       t, d.conns, d.conns_open, d.watchers, d.streams);
+        if (r->log_count == 1) r->log_count = used + 1;
         break;
     }
     case SCN_ACT_HOLD: {

@@ -551,6 +551,7 @@ typedef struct refl_fleet_stats {
     size_t conns_up;    /* connected slots */
     uint64_t connects;  /* connection attempts */
     uint64_t failovers; /* endpoint switches */
+    uint64_t drops;     /* connections cut by refl_fleet_drop_connections */
     refl_counters totals;
     refl_extra_counters extra;
     refl_objpool_stats pool;
@@ -588,6 +589,28 @@ void refl_fleet_set_resync(refl_fleet *f, int64_t resync_ms);
  * from the server; releasing it (false) re-watches from its last revision (or LISTs if it
  * never synced). For scenarios ("partition this watcher") and tests (compaction while away). */
 int refl_fleet_hold(refl_fleet *f, size_t i, bool hold);
+
+/* Cuts connections for real, as a network blip or a load balancer's reset does: a fraction of
+ * the fleet's open connections, chosen at random (seeded), is aborted (grpc_client_abort: TCP
+ * RST, no GOAWAY). Every stream and request on a cut connection fails with UNAVAILABLE and its
+ * watcher takes the ordinary reconnect path: backoff (at least REFL_RECONNECT_FLOOR_MS; counted
+ * in extra.reconnects), a new connection, a re-watch from its last revision (extra.rewatches),
+ * and a relist only if the server compacted that history meanwhile (relists.compacted). A LIST
+ * cut half-way is retried from scratch (extra.list_failures), not counted as a relist.
+ * fraction is of the connections open now: ceil(fraction * open), all of them at >= 1. With
+ * conns < count a connection carries several watchers (watcher i uses slot i % conns) and all
+ * of them are cut; with one connection per watcher (conns 0) it is the fraction of watchers
+ * (those whose connection is up). Returns the number of connections cut, with details in out
+ * (may be NULL), or -1 when the fleet is stopping or fraction is not a number >= 0. Callbacks
+ * (trace) run inside this call. */
+typedef struct refl_drop_result {
+    size_t conns_open; /* connections open before the cut */
+    size_t conns;      /* connections cut */
+    size_t watchers;   /* watchers using them */
+    size_t streams;    /* ... of which had a watch stream open */
+} refl_drop_result;
+int refl_fleet_drop_connections(refl_fleet *f, double fraction, uint64_t seed,
+                                refl_drop_result *out);
 
 /* Verification of every watcher against the server (see refl_verify). A watcher is verified
  * when it is WATCHING with no event or GET pending: its event processing holds while a LIST of

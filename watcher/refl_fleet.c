@@ -10,6 +10,9 @@
  * - grpc_client_free may be called from the client's own callbacks (it defers the teardown);
  *   pending calls then fail with CANCELLED "client closed", which reflectors treat like
  *   UNAVAILABLE (connection-level: re-watch, no relist).
+ * - refl_fleet_drop_connections aborts clients (TCP RST, no GOAWAY) instead of holding
+ *   watchers: the reflectors then learn of the loss the way they would from a real network
+ *   failure (UNAVAILABLE on their own calls) and recover through the same code path.
  * - The summary reuses refl_summary_json for "totals" and "watchers" (one shape for every
  *   consumer) and appends a "fleet" object for what the core counters do not have. */
 #include "refl_fleet_internal.h"
@@ -312,6 +315,56 @@ int refl_fleet_hold(refl_fleet *f, size_t i, bool hold) {
     return 0;
 }
 
+int refl_fleet_drop_connections(refl_fleet *f, double fraction, uint64_t seed,
+                                refl_drop_result *out) {
+    refl_drop_result res = {0};
+    if (out) *out = res;
+    if (f->stopping || !(fraction >= 0)) return -1;
+    size_t *open = malloc(f->n_slots * sizeof(*open));
+    bool *cut = calloc(f->n_slots, sizeof(*cut));
+    if (!open || !cut) {
+        free(open);
+        free(cut);
+        return -1;
+    }
+    for (size_t s = 0; s < f->n_slots; s++)
+        if (f->slots[s].c && f->slots[s].up) open[res.conns_open++] = s;
+    size_t k = res.conns_open;
+    if (fraction < 1) {
+        double want = fraction * (double)res.conns_open;
+        k = (size_t)want;
+        if ((double)k < want) k++; /* ceil without libm */
+    }
+    /* a seeded partial Fisher-Yates: the first k of open[] are the chosen ones */
+    refl_rng rng;
+    refl_rng_seed(&rng, seed);
+    for (size_t i = 0; i < k; i++) {
+        size_t j = i + (size_t)(refl_rng_next(&rng) % (res.conns_open - i));
+        size_t t = open[i];
+        open[i] = open[j];
+        open[j] = t;
+        cut[open[i]] = true;
+    }
+    for (size_t i = 0; i < f->n; i++) {
+        if (!cut[f->rs[i].slot->idx]) continue;
+        res.watchers++;
+        if (f->rs[i].ws) res.streams++;
+    }
+    /* Each abort fails the slot's calls (reflectors schedule their retries on timers, nothing
+     * is sent from inside), then on_disconnect drops the slot: its next request reconnects. */
+    for (size_t i = 0; i < k; i++) {
+        refl_slot *s = &f->slots[open[i]];
+        if (!s->c) continue;
+        grpc_client_abort(s->c);
+        res.conns++;
+        f->drops++;
+    }
+    free(open);
+    free(cut);
+    if (out) *out = res;
+    return (int)res.conns;
+}
+
 /* ---- stats -------------------------------------------------------------------------------------
  */
 
@@ -356,6 +409,7 @@ void refl_fleet_get_stats(const refl_fleet *f, refl_fleet_stats *out) {
         if (f->slots[s].up) out->conns_up++;
     out->connects = f->connects;
     out->failovers = f->failovers;
+    out->drops = f->drops;
     out->pool = refl_objpool_get_stats(f->pool);
     out->verify_rounds = f->verify_rounds;
     out->verify_lists = f->verify_lists;
@@ -433,12 +487,13 @@ char *refl_fleet_summary_json(const refl_fleet *f, size_t *len) {
     }
     refl_buf_printf(&b,
                     "], \"conns\": %zu, \"conns_up\": %zu, \"connects\": %llu, \"failovers\": "
-                    "%llu, \"watchers\": %zu, \"synced\": %zu, \"held\": %zu, \"objects\": %zu, "
-                    "\"key_mode\": \"%s\", \"miss_policy\": \"%s\", \"page_size\": %lld, ",
+                    "%llu, \"drops\": %llu, \"watchers\": %zu, \"synced\": %zu, \"held\": %zu, "
+                    "\"objects\": %zu, \"key_mode\": \"%s\", \"miss_policy\": \"%s\", "
+                    "\"page_size\": %lld, ",
                     f->n_slots, st.conns_up, (unsigned long long)st.connects,
-                    (unsigned long long)st.failovers, st.watchers, st.synced, st.held, st.objects,
-                    refl_key_mode_name(f->mode), refl_miss_policy_name(f->o.miss_policy),
-                    (long long)f->o.page_size);
+                    (unsigned long long)st.failovers, (unsigned long long)st.drops, st.watchers,
+                    st.synced, st.held, st.objects, refl_key_mode_name(f->mode),
+                    refl_miss_policy_name(f->o.miss_policy), (long long)f->o.page_size);
     refl_buf_printf(&b,
                     "\"pool\": {\"objects\": %llu, \"bytes\": %llu, \"interns\": %llu, "
                     "\"shared_hits\": %llu}, ",

@@ -149,7 +149,7 @@ struct refl_fleet {
     size_t n_slots;
     refl_key_mode mode;
     bool started, stopping;
-    uint64_t connects, failovers;
+    uint64_t connects, failovers, drops;
     int closes_pending;
     void (*stop_done)(void *ud);
     void *stop_ud;
