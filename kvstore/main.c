@@ -46,6 +46,13 @@ static const char usage_text[] =
     "  --max-concurrent-streams N     HTTP/2 streams per connection [4294967295]\n"
     "  --max-connections N            client connections (0 = unlimited) [0]\n"
     "  --quota-backend-bytes N        database size limit (LMDB map size) [8589934592]\n"
+    "  --grpc-keepalive-min-time D    least time between a client's PINGs; the third one sooner\n"
+    "                                 gets GOAWAY \"too_many_pings\" (0 = no limit) [5s]\n"
+    "  --grpc-keepalive-interval D    PING a connection that sent nothing for D (0 = never) [2h]\n"
+    "  --grpc-keepalive-timeout D     then close it if nothing arrives within D (0 = never) [20s]\n"
+    "  --grpc-handshake-timeout D     (relistlab) close a connection that has not sent the HTTP/2\n"
+    "                                 preface + SETTINGS or an HTTP/1 request line within D\n"
+    "                                 (0 = never) [10s]\n"
     "  --unsafe-no-fsync              do not fsync commits (benchmarks only: NOT durable)\n"
     "  --verbose                      log connections and lifecycle to stderr\n"
     "  --help                         this text\n"
@@ -195,6 +202,10 @@ static int serve(int argc, char **argv) {
                                                  "progress-notify-interval",
                                                  "experimental-watch-progress-notify-interval",
                                                  "watch-queue-bytes",
+                                                 "grpc-keepalive-min-time",
+                                                 "grpc-keepalive-interval",
+                                                 "grpc-keepalive-timeout",
+                                                 "grpc-handshake-timeout",
                                                  NULL};
         bool known = false;
         for (int k = 0; with_value[k]; k++)
@@ -248,6 +259,18 @@ static int serve(int argc, char **argv) {
             if (!parse_duration_ms(val, &v) || v == 0)
                 return die("bad --progress-notify-interval %s%s (e.g. 10m, 5s, 500ms)", val, "");
             o.progress_notify_ms = (uint32_t)v;
+        } else if (!strncmp(key, "grpc-", 5)) { /* the keepalive and handshake durations */
+            if (!parse_duration_ms(val, &v))
+                return die("bad --%s %s (e.g. 20s, 2h, 500ms; 0 = off)", key, val);
+            uint32_t ms = v ? (uint32_t)v : GRPC_OPT_NEVER;
+            if (!strcmp(key, "grpc-keepalive-min-time"))
+                o.keepalive_min_time_ms = ms;
+            else if (!strcmp(key, "grpc-keepalive-interval"))
+                o.keepalive_interval_ms = ms;
+            else if (!strcmp(key, "grpc-keepalive-timeout"))
+                o.keepalive_timeout_ms = ms;
+            else
+                o.handshake_timeout_ms = ms;
         } else if (!strcmp(key, "watch-queue-bytes")) {
             if (!parse_u64(val, (uint64_t)1 << 40, &v) || v == 0)
                 return die("bad --watch-queue-bytes %s%s", val, "");

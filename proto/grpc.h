@@ -122,6 +122,8 @@ typedef struct grpc_method {
     void (*on_writable)(grpc_call *call, void *ud);
 } grpc_method;
 
+#define GRPC_OPT_NEVER 0xffffffffu /* a server timeout/interval option: off */
+
 /* Server options; zero means the default given in brackets. */
 typedef struct grpc_server_opts {
     size_t max_recv_msg_size;        /* [4 MiB] larger -> RESOURCE_EXHAUSTED like grpc-go */
@@ -132,11 +134,25 @@ typedef struct grpc_server_opts {
     size_t high_water;            /* [1 MiB] per-call output queue high-water mark */
     size_t low_water;             /* [high_water / 4] on_writable fires below this */
     uint32_t shutdown_grace_ms;   /* [3000] grpc_server_shutdown waits this long for calls */
-    /* If set, a connection whose first bytes are not the HTTP/2 client preface is handed over:
-     * the server stops reading, forgets the handle and never touches it again. `tcp` was
-     * malloc()ed; the callee owns it (handle->data is free for its use), must uv_close() it
-     * eventually and free() it in the close callback. `initial` holds the n bytes already read
-     * (valid during the call). Without it such connections are closed. */
+    /* Idle and half-open connections (grpc-go's ConnectionTimeout and keepalive, with
+     * etcd's defaults). GRPC_OPT_NEVER turns one off. A connection that has not delivered the
+     * HTTP/2 client preface and its first SETTINGS frame (or, with on_http1, a first line) within
+     * handshake_timeout_ms is closed. One that has sent nothing for keepalive_interval_ms is
+     * PINGed and closed if it still sends nothing within keepalive_timeout_ms (any input counts
+     * as the answer). A client PINGing more often than keepalive_min_time_ms (with streams open;
+     * without, every 2 h) while the server sends it no HEADERS/DATA gets, on the third such
+     * PING, GOAWAY ENHANCE_YOUR_CALM "too_many_pings" and the connection closes. */
+    uint32_t handshake_timeout_ms;  /* [10000] */
+    uint32_t keepalive_interval_ms; /* [7200000] (2 h) */
+    uint32_t keepalive_timeout_ms;  /* [20000] */
+    uint32_t keepalive_min_time_ms; /* [5000] */
+    /* If set, a connection whose first bytes are not the HTTP/2 client preface is handed over
+     * once its first line is complete (a '\n'), or at once when the bytes cannot be an HTTP/1
+     * request line (a control byte) or exceed 8 KiB: the server stops reading, forgets the
+     * handle and never touches it again. `tcp` was malloc()ed; the callee owns it (handle->data
+     * is free for its use), must uv_close() it eventually and free() it in the close callback.
+     * `initial` holds the n bytes already read (valid during the call). Without it such
+     * connections are closed. */
     void (*on_http1)(void *ud, uv_tcp_t *tcp, const char *initial, size_t n);
     /* Optional accounting hooks: an HTTP/2 connection began / ended (stats final at close). */
     void (*on_conn_open)(void *ud, grpc_conn *conn);
@@ -177,6 +193,14 @@ typedef struct grpc_server_stats {
     size_t out_buffered_peak; /* max of out_buffered seen */
 } grpc_server_stats;
 void grpc_server_get_stats(const grpc_server *srv, grpc_server_stats *out);
+/* Connections closed by the handshake and keepalive rules (counters). */
+typedef struct grpc_server_ka_stats {
+    uint64_t handshake_timeouts; /* closed before completing the handshake in time */
+    uint64_t pings_sent;         /* keepalive PINGs sent to idle connections */
+    uint64_t keepalive_timeouts; /* closed: nothing received within the keepalive timeout */
+    uint64_t too_many_pings;     /* sent GOAWAY ENHANCE_YOUR_CALM "too_many_pings" */
+} grpc_server_ka_stats;
+void grpc_server_get_ka_stats(const grpc_server *srv, grpc_server_ka_stats *out);
 /* Calls fn for every open connection (e.g. for per-client accounting on /metrics). */
 void grpc_server_foreach_conn(grpc_server *srv, void (*fn)(grpc_conn *conn, void *ud), void *ud);
 
@@ -216,7 +240,7 @@ int grpc_call_send(grpc_call *call, const void *msg, size_t len); /* one whole m
  * message or the finish. */
 int grpc_call_send_begin(grpc_call *call, size_t total_len);
 int grpc_call_send_chunk(grpc_call *call, const void *p, size_t n);
-/* Zero-copy chunk (added for large responses): like grpc_call_send_chunk() but the n bytes at
+/* Zero-copy chunk for large responses: like grpc_call_send_chunk() but the n bytes at
  * p are not copied; the library takes ownership and calls release(ud) exactly once, on the loop
  * thread, when it no longer needs them: after the socket took the last of them, or when the
  * call / connection goes away first, or before returning if the send fails (negative
@@ -276,7 +300,7 @@ grpc_client *grpc_client_new(uv_loop_t *loop, const char *target, const grpc_cli
  * the loop). */
 void grpc_client_free(grpc_client *c);
 int grpc_client_is_connected(const grpc_client *c);
-/* Cuts the connection abruptly, as a network failure or a load balancer's reset would (added):
+/* Cuts the connection abruptly, as a network failure or a load balancer's reset would:
  * no GOAWAY; the socket is closed with a TCP RST (SO_LINGER 0); every pending call and stream
  * fails with UNAVAILABLE "connection reset: aborted by the client", then on_disconnect fires
  * (on_connect with UV_ECONNABORTED if the connection was not up yet). The callbacks run inside

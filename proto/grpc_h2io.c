@@ -58,9 +58,15 @@ bool h2io_idle(const h2io *io) {
     return !io->writing && io->cur.total == 0;
 }
 
+/* Buffers start small and double: an idle connection (SETTINGS, WINDOW_UPDATE and ACKs sent,
+ * then nothing) keeps a few hundred bytes, not 16 KiB; a busy one grows once and keeps its
+ * buffers (up to the idle-time free in h2io_flush). */
+#define WBUF_MIN_BYTES 512
+#define WBUF_MIN_SEGS  8
+
 static int wbuf_reserve(gwbuf *b, size_t extra, size_t extra_segs) {
     if (b->len + extra > b->cap) {
-        size_t cap = b->cap ? b->cap : 16384;
+        size_t cap = b->cap ? b->cap : WBUF_MIN_BYTES;
         while (cap < b->len + extra)
             cap *= 2;
         uint8_t *p = realloc(b->p, cap);
@@ -69,7 +75,7 @@ static int wbuf_reserve(gwbuf *b, size_t extra, size_t extra_segs) {
         b->cap = cap;
     }
     if (b->n_seg + extra_segs > b->cap_seg) {
-        size_t cap = b->cap_seg ? b->cap_seg : 64;
+        size_t cap = b->cap_seg ? b->cap_seg : WBUF_MIN_SEGS;
         while (cap < b->n_seg + extra_segs)
             cap *= 2;
         gseg *sg = realloc(b->seg, cap * sizeof *sg);
@@ -123,6 +129,7 @@ static int on_send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8_t 
         left -= c->end - c->start < left ? c->end - c->start : left;
     if (wbuf_reserve(&io->cur, 9 + length, 1 + 2 * spans)) return NGHTTP2_ERR_CALLBACK_FAILURE;
     wbuf_copy(&io->cur, framehd, 9);
+    io->data_frames_out++;
     q->len -= length;
     if (q->io) h2io_account(q->io, -(ptrdiff_t)length);
     left = length;

@@ -159,8 +159,9 @@ typedef struct h2io {
     bool dead; /* failed / closing: no more I/O */
     int depth; /* > 0 while inside nghttp2 */
     uint64_t bytes_in, bytes_out;
-    size_t buffered;      /* cur + inflight + queued call output */
-    size_t *agg_buffered; /* optional aggregate (server-wide) */
+    uint64_t data_frames_out; /* DATA frames handed to the write buffer (server: ping policy) */
+    size_t buffered;          /* cur + inflight + queued call output */
+    size_t *agg_buffered;     /* optional aggregate (server-wide) */
     size_t *agg_peak;
     glist writable_due; /* goutq.wnode of queues due an on_writable */
     /* Owner hooks. */
@@ -232,9 +233,19 @@ struct grpc_server {
     int handles_open;
     void (*done)(void *ud);
     void *done_ud;
+    /* Handshake and keepalive deadlines (grpc_keepalive.c): each list has one fixed delay, so
+     * appending keeps it ordered by deadline and one timer at the earliest head suffices. */
+    uv_timer_t ka_timer;
+    bool ka_armed;
+    uint64_t ka_due;
+    glist ka_lists[3]; /* KA_HS, KA_IDLE, KA_PING */
+    grpc_server_ka_stats ka_stats;
 };
 
 enum { CONN_SNIFF, CONN_H2, CONN_CLOSING };
+/* conn->ka_list: which deadline list the connection is in (ka_lists[ka_list - 1]). */
+enum { KA_NONE, KA_HS, KA_IDLE, KA_PING };
+#define GRPC_H1_LINE_MAX 8192 /* an HTTP/1 first line longer than this is handed over as is */
 
 struct grpc_conn {
     h2io io;          /* first: nghttp2 user_data is the conn */
@@ -248,6 +259,21 @@ struct grpc_conn {
     bool opened_hook;
     uint8_t sniff[24];
     size_t sniff_len;
+    bool h1;     /* not the HTTP/2 preface: collecting an HTTP/1 first line for on_http1 */
+    char *h1buf; /* that line so far, once it spans reads (malloc'd) */
+    size_t h1len;
+    /* handshake: the first frame after the preface (must be SETTINGS), tracked by bytes */
+    uint8_t hs_hdr_got; /* header bytes seen (of 9) */
+    uint32_t hs_len;    /* its payload length, from the header */
+    /* keepalive (grpc_keepalive.c) */
+    glist ka_node;
+    uint8_t ka_list;
+    uint8_t ping_strikes;
+    bool handshaken, calm, calm_sent, pinged_in;
+    uint64_t ka_at;         /* entered its list: accepted / last input / PING sent */
+    uint64_t last_ping_in;  /* a client PING (ping policy) */
+    uint64_t data_mark;     /* io.data_frames_out at that PING */
+    bool headers_sent_mark; /* HEADERS sent since that PING */
     char peer[64];
     uint64_t id;
     void *ud;
@@ -293,5 +319,21 @@ void grpc_call_writable(h2io *io, goutq *q);
 void grpc_conn_schedule(h2io *io);
 void grpc_conn_unref(grpc_conn *conn);
 void grpc_server_timer_need(grpc_server *srv);
+void grpc_conn_close(grpc_conn *conn);
+/* grpc_keepalive.c: the handshake deadline, keepalive PINGs and the client PING policy.
+ * init: option defaults, lists, the timer (counted in handles_open by grpc_server_new);
+ * accepted: starts the handshake deadline; h2_input: bytes after the preface (the first frame
+ * completes the handshake); input: any bytes read; after_recv: sends a pending GOAWAY;
+ * flushed: true when that GOAWAY is written (close now); forget: off every list (closing);
+ * close: closes the timer. */
+void grpc_ka_init(grpc_server *srv);
+void grpc_ka_set_callbacks(nghttp2_session_callbacks *cbs);
+void grpc_ka_accepted(grpc_conn *conn);
+void grpc_ka_h2_input(grpc_conn *conn, const uint8_t *p, size_t n);
+void grpc_ka_input(grpc_conn *conn);
+void grpc_ka_after_recv(grpc_conn *conn);
+bool grpc_ka_flushed(grpc_conn *conn);
+void grpc_ka_forget(grpc_conn *conn);
+void grpc_ka_close(grpc_server *srv, uv_close_cb cb);
 
 #endif

@@ -1,10 +1,11 @@
 /* grpc_server.c — the server's listener and connections: accept (closing connections over
  * max_connections), sniffing the first bytes (HTTP/2 preface -> nghttp2 session; anything else
- * -> handed to on_http1 or closed), the per-loop-iteration flush of dirty connections (uv_idle),
- * the deadline/shutdown timer, graceful shutdown (notice, GOAWAY, grace period, close) and the
- * thread-safe post queue. Stream handling lives in grpc_call.c.
- * A connection is refcounted by its open TCP handle and by every call handle the application
- * still holds, so peer/accounting reads stay valid on detached calls. */
+ * -> its first line handed to on_http1, or closed; both under the handshake deadline of
+ * grpc_keepalive.c, which also runs keepalive PINGs and the client PING policy), the
+ * per-loop-iteration flush of dirty connections (uv_idle), the deadline/shutdown timer, graceful
+ * shutdown (notice, GOAWAY, grace period, close) and the thread-safe post queue. Stream handling
+ * lives in grpc_call.c. A connection is refcounted by its open TCP handle and by every call handle
+ * the application still holds, so peer/accounting reads stay valid on detached calls. */
 #include "grpc_internal.h"
 
 #include <stdio.h>
@@ -64,10 +65,13 @@ static void on_tcp_closed(uv_handle_t *h) {
 }
 
 /* Closes a connection: every call still attached is detached (on_cancel), the session goes. */
-static void conn_close(grpc_conn *conn) {
+void grpc_conn_close(grpc_conn *conn) {
     if (conn->state == CONN_CLOSING) return;
     conn->state = CONN_CLOSING;
     conn->io.dead = true;
+    grpc_ka_forget(conn);
+    free(conn->h1buf);
+    conn->h1buf = NULL;
     grpc_server *srv = conn->srv;
     if (srv && glist_linked(&conn->dirty_node)) {
         glist_remove(&conn->dirty_node);
@@ -92,7 +96,7 @@ static void conn_close(grpc_conn *conn) {
 
 static void conn_fail(h2io *io, int err) {
     (void)err;
-    conn_close((grpc_conn *)io);
+    grpc_conn_close((grpc_conn *)io);
 }
 
 /* After each flush: a session that wants neither to read nor to write is finished (GOAWAY
@@ -100,8 +104,12 @@ static void conn_fail(h2io *io, int err) {
 static void conn_flushed(h2io *io) {
     grpc_conn *conn = (grpc_conn *)io;
     if (conn->state != CONN_H2) return;
+    if (grpc_ka_flushed(conn)) { /* GOAWAY "too_many_pings" written */
+        grpc_conn_close(conn);
+        return;
+    }
     if (!nghttp2_session_want_read(io->ng) && !nghttp2_session_want_write(io->ng) && h2io_idle(io))
-        conn_close(conn);
+        grpc_conn_close(conn);
 }
 
 /* After a recv: unary handlers (their requests may point into rbuf: before the next read),
@@ -109,6 +117,7 @@ static void conn_flushed(h2io *io) {
 static void conn_after_recv(grpc_conn *conn) {
     conn->refs++;
     grpc_conn_dispatch_ready(conn);
+    grpc_ka_after_recv(conn);
     if (conn->state == CONN_H2) h2io_flush(&conn->io);
     grpc_conn_unref(conn);
 }
@@ -143,6 +152,7 @@ static void conn_hand_over(grpc_conn *conn, const char *initial, size_t n) {
     grpc_server *srv = conn->srv;
     uv_tcp_t *tcp = conn->tcp;
     uv_read_stop((uv_stream_t *)tcp);
+    grpc_ka_forget(conn);
     glist_remove(&conn->node);
     srv->stats.conns_open--;
     srv->stats.conns_http1++;
@@ -153,41 +163,72 @@ static void conn_hand_over(grpc_conn *conn, const char *initial, size_t n) {
     srv->opts.on_http1(srv->opts.ud, tcp, initial, n);
 }
 
+/* True once an HTTP/1 first line can be handed over: it ended, or holds a byte no request line
+ * has (so on_http1 answers it at once), or is too long to keep collecting. */
+static bool h1_line_ready(const uint8_t *p, size_t n, size_t total) {
+    for (size_t i = 0; i < n; i++)
+        if (p[i] == '\n' || (p[i] < 0x20 && p[i] != '\r' && p[i] != '\t') || p[i] >= 0x7f)
+            return true;
+    return total >= GRPC_H1_LINE_MAX;
+}
+
+/* Not the HTTP/2 preface: collects the first line (so the handshake deadline covers HTTP/1
+ * clients too), then hands everything read so far to on_http1. */
+static void conn_sniff_h1(grpc_conn *conn, const uint8_t *p, size_t n) {
+    size_t prev_len = conn->h1buf ? conn->h1len : conn->sniff_len;
+    bool ready = h1_line_ready(p, n, prev_len + n);
+    if (!conn->h1) { /* the bytes that matched the preface may hold its first line already */
+        conn->h1 = true;
+        ready = ready || h1_line_ready(conn->sniff, conn->sniff_len, conn->sniff_len);
+    }
+    char *all = realloc(conn->h1buf, prev_len + n + 1);
+    if (!all) {
+        conn->srv->stats.conns_rejected++;
+        grpc_conn_close(conn); /* frees h1buf */
+        return;
+    }
+    if (!conn->h1buf) memcpy(all, conn->sniff, conn->sniff_len);
+    memcpy(all + prev_len, p, n);
+    conn->h1buf = all;
+    conn->h1len = prev_len + n;
+    if (!ready) return;
+    conn->h1buf = NULL;
+    conn_hand_over(conn, all, prev_len + n);
+    free(all);
+}
+
 /* Matches the first bytes against the HTTP/2 preface as they trickle in: a full match starts
- * the nghttp2 session (SETTINGS only then, so an HTTP/1 client never sees binary frames), the
- * first mismatching byte hands the connection to on_http1 or closes it. */
+ * the nghttp2 session (SETTINGS only then, so an HTTP/1 client never sees binary frames), a
+ * mismatch makes it an HTTP/1 connection for on_http1, or closes it. */
 static void conn_sniff(grpc_conn *conn, const uint8_t *p, size_t n) {
     grpc_server *srv = conn->srv;
+    if (conn->h1) {
+        conn_sniff_h1(conn, p, n);
+        return;
+    }
     size_t k = PREFACE_LEN - conn->sniff_len;
     if (k > n) k = n;
-    bool match = memcmp(p, PREFACE + conn->sniff_len, k) == 0;
-    if (!match) {
+    if (memcmp(p, PREFACE + conn->sniff_len, k) != 0) {
         if (srv->opts.on_http1) {
-            size_t total = conn->sniff_len + n;
-            char *all = malloc(total ? total : 1);
-            if (all) {
-                memcpy(all, conn->sniff, conn->sniff_len);
-                memcpy(all + conn->sniff_len, p, n);
-                conn_hand_over(conn, all, total);
-                free(all);
-                return;
-            }
+            conn_sniff_h1(conn, p, n);
+            return;
         }
         srv->stats.conns_rejected++;
-        conn_close(conn);
+        grpc_conn_close(conn);
         return;
     }
     memcpy(conn->sniff + conn->sniff_len, p, k);
     conn->sniff_len += k;
     if (conn->sniff_len < PREFACE_LEN) return;
     if (conn_start_h2(conn) != 0) {
-        conn_close(conn);
+        grpc_conn_close(conn);
         return;
     }
+    grpc_ka_h2_input(conn, p + k, n - k);
     int rv = h2io_recv(&conn->io, conn->sniff, PREFACE_LEN);
     if (rv == 0 && n > k) rv = h2io_recv(&conn->io, p + k, n - k);
     if (rv != 0) {
-        conn_close(conn);
+        grpc_conn_close(conn);
         return;
     }
     conn_after_recv(conn);
@@ -197,16 +238,19 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     grpc_conn *conn = s->data;
     if (nread == 0) return;
     if (nread < 0) {
-        conn_close(conn);
+        grpc_conn_close(conn);
         return;
     }
+    const uint8_t *p = (const uint8_t *)buf->base;
+    grpc_ka_input(conn);
     if (conn->state == CONN_SNIFF) {
-        conn_sniff(conn, (const uint8_t *)buf->base, (size_t)nread);
+        conn_sniff(conn, p, (size_t)nread);
         return;
     }
     if (conn->state != CONN_H2) return;
-    if (h2io_recv(&conn->io, (const uint8_t *)buf->base, (size_t)nread) != 0) {
-        conn_close(conn);
+    grpc_ka_h2_input(conn, p, (size_t)nread);
+    if (h2io_recv(&conn->io, p, (size_t)nread) != 0) {
+        grpc_conn_close(conn);
         return;
     }
     conn_after_recv(conn);
@@ -271,7 +315,8 @@ static void on_connection(uv_stream_t *ls, int status) {
     uv_tcp_nodelay(tcp, 1);
     glist_push(&srv->conns, &conn->node);
     srv->stats.conns_open++;
-    if (uv_read_start((uv_stream_t *)tcp, on_alloc, on_read) != 0) conn_close(conn);
+    grpc_ka_accepted(conn);
+    if (uv_read_start((uv_stream_t *)tcp, on_alloc, on_read) != 0) grpc_conn_close(conn);
 }
 
 /* ---------------------------------------------------------------- timer */
@@ -296,7 +341,7 @@ static void on_timer(uv_timer_t *t) {
         glist *l = srv->conns.next;
         while (l != &srv->conns) {
             glist *next = l->next;
-            conn_close(GRPC_CONTAINER_OF(l, grpc_conn, node));
+            grpc_conn_close(GRPC_CONTAINER_OF(l, grpc_conn, node));
             l = next;
         }
     }
@@ -391,6 +436,7 @@ grpc_server *grpc_server_new(uv_loop_t *loop, const grpc_server_opts *opts,
     srv->n_methods = n_methods;
     h2io_set_send_callbacks(srv->cbs);
     grpc_server_set_callbacks(srv->cbs);
+    grpc_ka_set_callbacks(srv->cbs);
     nghttp2_option_set_no_auto_window_update(srv->ngopt, 1);
     /* nghttp2 keeps closed streams for HTTP/2 priority as long as the advertised stream limit
      * allows; with etcd's unlimited max-concurrent-streams that is forever, ~300 bytes per
@@ -410,7 +456,8 @@ grpc_server *grpc_server_new(uv_loop_t *loop, const grpc_server_opts *opts,
     uv_async_init(loop, &srv->async, on_async);
     srv->async.data = srv;
     uv_unref((uv_handle_t *)&srv->async); /* posting alone must not keep the loop alive */
-    srv->handles_open = 3;
+    grpc_ka_init(srv);
+    srv->handles_open = 4; /* idle, timer, async, ka_timer */
     srv->port = -1;
     return srv;
 }
@@ -456,6 +503,7 @@ static void server_maybe_done(grpc_server *srv) {
     uv_close((uv_handle_t *)&srv->idle, on_server_handle_closed);
     uv_close((uv_handle_t *)&srv->timer, on_server_handle_closed);
     uv_close((uv_handle_t *)&srv->async, on_server_handle_closed);
+    grpc_ka_close(srv, on_server_handle_closed);
 }
 
 void grpc_server_shutdown(grpc_server *srv, void (*done)(void *ud), void *ud) {
@@ -475,7 +523,7 @@ void grpc_server_shutdown(grpc_server *srv, void (*done)(void *ud), void *ud) {
             nghttp2_submit_shutdown_notice(conn->io.ng);
             grpc_conn_schedule(&conn->io);
         } else if (conn->state == CONN_SNIFF) {
-            conn_close(conn);
+            grpc_conn_close(conn);
         }
         l = next;
     }

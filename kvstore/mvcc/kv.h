@@ -96,7 +96,7 @@ typedef struct kv_options {
     bool no_sync;    /* benchmarks only: commits are not fsynced (NOT durable) */
     uint64_t cluster_id; /* used when creating a new store; 0 = random. Persisted. */
     uint64_t member_id;  /* used when creating a new store; 0 = random. Persisted. */
-    /* Leases (added; zero = the earlier behaviour). With `leases` the engine is the lessor: a put
+    /* Leases (zero = none). With `leases` the engine is the lessor: a put
      * naming a lease that is not granted fails with KV_ERR_LEASE_NOT_FOUND, checked against the
      * store itself (the kv_set_lease_checker hook is then not consulted). Without it puts store
      * lease ids unverified (or ask the hook, if set); the lease API works in both modes. */

@@ -71,6 +71,13 @@ typedef struct kvs_server_opts {
                                         RESOURCE_EXHAUSTED */
     uint32_t compact_batch;     /* [10000] history records removed per physical compaction step */
     uint32_t shutdown_grace_ms; /* [3000] in-flight calls get this long at shutdown */
+    /* Idle and half-open connections (grpc_server_opts; GRPC_OPT_NEVER turns one off): the
+     * handshake deadline (relistlab's; grpc-go's ConnectionTimeout, 120 s, in etcd) and etcd's
+     * --grpc-keepalive-min-time, --grpc-keepalive-interval and --grpc-keepalive-timeout. */
+    uint32_t handshake_timeout_ms;  /* [10000] HTTP/2 preface + SETTINGS, or HTTP/1 first line */
+    uint32_t keepalive_min_time_ms; /* [5000] client PINGs closer than this: strikes */
+    uint32_t keepalive_interval_ms; /* [7200000] PING a connection silent this long */
+    uint32_t keepalive_timeout_ms;  /* [20000] then close it if still silent this long */
     /* Watch: the progress_notify period (etcd's is fixed at 10 min; tests shorten it). */
     uint32_t progress_notify_ms; /* [600000] */
     /* Commits handed from the writer to the watch hub and not yet delivered: above this many
