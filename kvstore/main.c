@@ -53,6 +53,8 @@ static const char usage_text[] =
     "  --grpc-handshake-timeout D     (relistlab) close a connection that has not sent the HTTP/2\n"
     "                                 preface + SETTINGS or an HTTP/1 request line within D\n"
     "                                 (0 = never) [10s]\n"
+    "  --list-cache-bytes N           memory for encoded LIST responses (>= 32 KiB each) served\n"
+    "                                 again while the revision is unchanged; 0 = off [67108864]\n"
     "  --unsafe-no-fsync              do not fsync commits (benchmarks only: NOT durable)\n"
     "  --verbose                      log connections and lifecycle to stderr\n"
     "  --help                         this text\n"
@@ -206,6 +208,7 @@ static int serve(int argc, char **argv) {
                                                  "grpc-keepalive-interval",
                                                  "grpc-keepalive-timeout",
                                                  "grpc-handshake-timeout",
+                                                 "list-cache-bytes",
                                                  NULL};
         bool known = false;
         for (int k = 0; with_value[k]; k++)
@@ -275,6 +278,11 @@ static int serve(int argc, char **argv) {
             if (!parse_u64(val, (uint64_t)1 << 40, &v) || v == 0)
                 return die("bad --watch-queue-bytes %s%s", val, "");
             o.watch_queue_bytes = (size_t)v;
+        } else if (!strcmp(key, "list-cache-bytes")) {
+            if (!parse_u64(val, (uint64_t)1 << 40, &v))
+                return die("bad --list-cache-bytes %s%s", val, "");
+            o.list_cache_bytes = (size_t)v;
+            o.list_cache_off = v == 0;
         }
     }
     o.host = host;

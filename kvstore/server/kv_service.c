@@ -7,6 +7,11 @@
  *   (grpc_call_send_chunk_owned), which writes them to the socket by reference, and a large
  *   LIST streams in L2-sized chunks (see "the LIST path"). So a LIST copies each stored byte
  *   once in user space. No protobuf-c KeyValue structs exist for it.
+ * - LIST response cache (list_cache.h): a LIST whose answer is >= 32 KiB is built into a
+ *   cache entry instead of pooled chunks (still one copy, still streamed as it fills); an
+ *   identical LIST at the same store revision is then sent from that entry by reference, with
+ *   no walk and no copy. A committed write drops the entries (kvs_writer_done; anything else
+ *   that moves the revision is caught by the check before each hit).
  * - Put / DeleteRange / Txn / Compact are decoded here (size limit, txn depth pre-scan, bounded
  *   allocator, max-txn-ops) and queued for the writer thread; kvs_writer_done() encodes their
  *   responses back on the loop.
@@ -20,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pb_wire.h"
 #include "srv_internal.h"
 
 const char *const kvs_method_names[KVS_M__N] = {"Range", "Put",     "DeleteRange",
@@ -68,27 +74,17 @@ void kvs_fail_kv(kvs_server *srv, grpc_call *call, kvs_conn *kc, kvs_method m, u
 
 /* ---- encoding helpers ---- */
 
-static size_t put_varint(uint8_t *p, uint64_t v) {
-    size_t n = 0;
-    while (v >= 0x80) {
-        p[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    p[n++] = (uint8_t)v;
-    return n;
-}
-
 /* field 1 (ResponseHeader) of any etcd response; buf >= 48 bytes. */
 static size_t encode_header(uint8_t *buf, const Etcdserverpb__ResponseHeader *h) {
     uint8_t tmp[44];
     size_t n = 0;
-    if (h->cluster_id) tmp[n++] = 0x08, n += put_varint(tmp + n, h->cluster_id);
-    if (h->member_id) tmp[n++] = 0x10, n += put_varint(tmp + n, h->member_id);
-    if (h->revision) tmp[n++] = 0x18, n += put_varint(tmp + n, (uint64_t)h->revision);
-    if (h->raft_term) tmp[n++] = 0x20, n += put_varint(tmp + n, h->raft_term);
+    if (h->cluster_id) tmp[n++] = 0x08, n += pb_varint(tmp + n, h->cluster_id);
+    if (h->member_id) tmp[n++] = 0x10, n += pb_varint(tmp + n, h->member_id);
+    if (h->revision) tmp[n++] = 0x18, n += pb_varint(tmp + n, (uint64_t)h->revision);
+    if (h->raft_term) tmp[n++] = 0x20, n += pb_varint(tmp + n, h->raft_term);
     size_t o = 0;
     buf[o++] = 0x0a;
-    o += put_varint(buf + o, n);
+    o += pb_varint(buf + o, n);
     memcpy(buf + o, tmp, n);
     return o + n;
 }
@@ -130,7 +126,11 @@ typedef struct range_out {
     size_t total; /* bytes of all kvs entries (field 2, with tag and length) */
     uint8_t head[64], tail[16];
     size_t hn, tn;
-    bool ok;           /* the message went out whole (done ran and every send was accepted) */
+    bool ok; /* the message went out whole (done ran and every send was accepted) */
+    /* LIST response cache: the request's key (lc_key_len 0: not cacheable) and revision */
+    const uint8_t *lc_key;
+    size_t lc_key_len;
+    int64_t req_rev;
     entry e_stack[64]; /* last: not cleared */
 } range_out;
 
@@ -178,19 +178,20 @@ void kvs_chunk_pool_free(kvs_server *srv) {
 }
 
 static size_t entry_size(size_t len) {
-    size_t n = 2;
-    for (size_t v = len; v >= 0x80; v >>= 7)
-        n++;
-    return n + len;
+    return 1 + pb_varint_len(len) + len;
+}
+
+/* One KeyValue as RangeResponse field 2 at w; returns the bytes written (entry_size). */
+static size_t entry_write(uint8_t *w, const uint8_t *kv, size_t len) {
+    size_t k = 0;
+    w[k++] = 0x12; /* RangeResponse.kvs */
+    k += pb_varint(w + k, len);
+    memcpy(w + k, kv, len);
+    return k + len;
 }
 
 static void entry_copy(chunk *c, const uint8_t *kv, size_t len) {
-    uint8_t *w = c->data + c->len;
-    size_t k = 0;
-    w[k++] = 0x12; /* RangeResponse.kvs */
-    k += put_varint(w + k, len);
-    memcpy(w + k, kv, len);
-    c->len += k + len;
+    c->len += entry_write(c->data + c->len, kv, len);
 }
 
 /* keys_only: copy during the walk (small entries). */
@@ -267,6 +268,61 @@ static bool send_entries(range_out *o, bool stream) {
     return !cur || hand_over(o->call, cur);
 }
 
+/* Hands bytes [from, to) of a cache entry to the library by reference. */
+static bool hand_slice(grpc_call *call, kvs_lentry *e, size_t from, size_t to) {
+    if (to == from) return true;
+    kvs_lentry_ref(e);
+    return grpc_call_send_chunk_owned(call, e->data + from, to - from, kvs_lentry_release, e) >= 0;
+}
+
+/* A cacheable LIST: the message is built in a new cache entry instead of pooled chunks (the
+ * same single copy from the map), streamed from it in LIST_CHUNK slices as it fills, and
+ * stored when it went out whole. Returns false only when the entry could not be allocated
+ * (nothing sent yet: the caller sends from chunks instead). */
+static bool send_and_store(range_out *o, const kv_range_info *info, size_t msg_len) {
+    kvs_server *srv = o->srv;
+    grpc_call *call = o->call;
+    kvs_lentry *e = kvs_lentry_new(o->lc_key, o->lc_key_len,
+                                   o->req_rev > 0 ? o->req_rev : info->revision, msg_len);
+    if (!e) return false;
+    uint8_t *d = e->data;
+    memcpy(d, o->head, o->hn);
+    size_t w = o->hn, sent = 0;
+    bool ok = grpc_call_send_begin(call, msg_len) >= 0;
+    if (o->copy_now) { /* keys_only: the walk already copied into chunks */
+        for (size_t i = 0; i < o->n_c; i++) {
+            memcpy(d + w, o->c[i]->data, o->c[i]->len);
+            w += o->c[i]->len;
+        }
+    } else {
+        size_t n = o->n_e;
+        for (size_t i = 0; i < n && i < PREFETCH_AHEAD; i++)
+            prefetch_entry(&o->e[i]);
+        for (size_t i = 0; ok && i < n; i++) {
+            if (i + PREFETCH_AHEAD < n) prefetch_entry(&o->e[i + PREFETCH_AHEAD]);
+            w += entry_write(d + w, o->e[i].p, o->e[i].len);
+            if (w - sent >= LIST_CHUNK) { /* out while cache-hot, as send_entries does */
+                ok = hand_slice(call, e, sent, w);
+                sent = w;
+                grpc_call_flush(call);
+            }
+        }
+    }
+    if (ok) {
+        memcpy(d + w, o->tail, o->tn);
+        w += o->tn;
+        ok = hand_slice(call, e, sent, w);
+    }
+    o->ok = ok;
+    if (ok && w == msg_len) {
+        kvs_lcache_store(srv->lcache, e, info->revision);
+        kvs_lc_publish(srv);
+    } else {
+        kvs_lentry_unref(e); /* the slices handed over keep it until sent */
+    }
+    return true;
+}
+
 /* The walk is complete and the snapshot still open: frame and send the whole message. */
 static int range_done(void *ud, const kv_range_info *info) {
     range_out *o = ud;
@@ -276,8 +332,16 @@ static int range_done(void *ud, const kv_range_info *info) {
     o->hn = encode_header(o->head, &h);
     if (info->more) o->tail[o->tn++] = 0x18, o->tail[o->tn++] = 1;
     if (info->count)
-        o->tail[o->tn++] = 0x20, o->tn += put_varint(o->tail + o->tn, (uint64_t)info->count);
+        o->tail[o->tn++] = 0x20, o->tn += pb_varint(o->tail + o->tn, (uint64_t)info->count);
     grpc_call *call = o->call;
+    size_t msg_len = o->hn + o->total + o->tn;
+    if (o->lc_key_len && msg_len >= KVS_LC_MIN_BYTES) {
+        srv->lc_misses++;
+        kvs_counter_inc(srv->m_lc_misses);
+        if (kvs_lcache_fits(srv->lcache, msg_len, o->lc_key_len) &&
+            send_and_store(o, info, msg_len))
+            return 0;
+    }
     bool stream = o->total > LIST_CHUNK;
     bool ok = grpc_call_send_begin(call, o->hn + o->total + o->tn) >= 0 &&
               grpc_call_send_chunk(call, o->head, o->hn) >= 0;
@@ -304,6 +368,16 @@ static void range_out_free(range_out *o) {
     if (o->e != o->e_stack) free(o->e);
 }
 
+/* A Range answered (from the store or the cache): OK trailers and the accounting. */
+static void range_finish(kvs_server *srv, grpc_call *call, kvs_conn *kc, uint64_t t0, bool is_list,
+                         bool ok, size_t total) {
+    grpc_call_finish(call, GRPC_STATUS_OK, NULL); /* a short message fails the stream */
+    srv->lists_served++;
+    kvs_finish_metrics(srv, kc, KVS_M_RANGE, t0, ok ? GRPC_STATUS_OK : GRPC_STATUS_INTERNAL,
+                       ok ? total : 0);
+    kvs_srv_observe_range(&srv->metrics, is_list, (double)(uv_hrtime() - t0) / 1e9);
+}
+
 static void serve_range(kvs_server *srv, grpc_call *call, kvs_conn *kc, const uint8_t *msg,
                         size_t len, uint64_t t0) {
     kvs_alloc a;
@@ -318,6 +392,16 @@ static void serve_range(kvs_server *srv, grpc_call *call, kvs_conn *kc, const ui
     }
     Etcdserverpb__RangeRequest *req = (Etcdserverpb__RangeRequest *)pm;
     bool is_list = req->range_end.len > 0;
+    uint8_t key[KVS_LC_MAX_KEY];
+    size_t key_len = is_list && srv->lcache ? kvs_lc_key(req, key) : 0;
+    size_t total = 0;
+    bool ok = false;
+    if (key_len && kvs_lc_serve(srv, call, req, key, key_len, &total, &ok)) {
+        protobuf_c_message_free_unpacked(pm, &a.pc);
+        kvs_counter_inc(srv->metrics.mvcc_range);
+        range_finish(srv, call, kc, t0, is_list, ok, total);
+        return;
+    }
     range_out *o = malloc(sizeof *o);
     if (!o) {
         protobuf_c_message_free_unpacked(pm, &a.pc);
@@ -331,14 +415,17 @@ static void serve_range(kvs_server *srv, grpc_call *call, kvs_conn *kc, const ui
     o->copy_now = req->keys_only;
     o->e = o->e_stack;
     o->cap_e = sizeof o->e_stack / sizeof o->e_stack[0];
+    o->lc_key = key;
+    o->lc_key_len = key_len;
+    o->req_rev = req->revision;
     kv_range_info info;
     kv_err err;
     memset(&err, 0, sizeof err);
     int code = kv_range_raw_hold(srv->store, req, range_emit, o, range_done, &info, &err);
     protobuf_c_message_free_unpacked(pm, &a.pc);
     kvs_counter_inc(srv->metrics.mvcc_range);
-    size_t total = o->hn + o->total + o->tn;
-    bool ok = o->ok;
+    total = o->hn + o->total + o->tn;
+    ok = o->ok;
     range_out_free(o);
     free(o);
     if (code != KV_OK) {
@@ -347,11 +434,7 @@ static void serve_range(kvs_server *srv, grpc_call *call, kvs_conn *kc, const ui
         kvs_srv_observe_range(&srv->metrics, is_list, (double)(uv_hrtime() - t0) / 1e9);
         return;
     }
-    grpc_call_finish(call, GRPC_STATUS_OK, NULL); /* a short message fails the stream */
-    srv->lists_served++;
-    kvs_finish_metrics(srv, kc, KVS_M_RANGE, t0, ok ? GRPC_STATUS_OK : GRPC_STATUS_INTERNAL,
-                       ok ? total : 0);
-    kvs_srv_observe_range(&srv->metrics, is_list, (double)(uv_hrtime() - t0) / 1e9);
+    range_finish(srv, call, kc, t0, is_list, ok, total);
 }
 
 /* ---- writes: intake ---- */
@@ -525,6 +608,8 @@ static void complete_one(kvs_server *srv, kvs_req *r) {
 void kvs_writer_done(kvs_server *srv, kvs_req *list) {
     while (list) {
         kvs_req *next = list->next;
+        if (list->m != KVS_M_COMPACT && list->w.err.code == KV_OK)
+            kvs_lc_note_write(srv, list->w.revision);
         complete_one(srv, list);
         kvs_req_free(list);
         list = next;

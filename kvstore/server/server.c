@@ -156,6 +156,7 @@ static void apply_defaults(kvs_server_opts *o) {
     if (!o->compact_batch) o->compact_batch = KVS_DEFAULT_COMPACT_BATCH;
     if (!o->progress_notify_ms) o->progress_notify_ms = KVS_DEFAULT_PROGRESS_MS;
     if (!o->watch_queue_bytes) o->watch_queue_bytes = KVS_DEFAULT_WATCH_QUEUE_BYTES;
+    if (!o->list_cache_bytes) o->list_cache_bytes = KVS_DEFAULT_LIST_CACHE_BYTES;
 }
 
 /* mkdir -p (etcd creates missing parents of --data-dir too). */
@@ -196,6 +197,7 @@ static int lock_data_dir(const char *dir, char *err, size_t err_len) {
 static void free_partial(kvs_server *srv) {
     kvs_watch_free(srv);
     kvs_lease_free(srv);
+    kvs_lcache_free(srv->lcache);
     if (srv->store) kv_close(srv->store);
     if (srv->dir_lock >= 0) close(srv->dir_lock);
     if (srv->reg) kvs_registry_free(srv->reg);
@@ -278,6 +280,21 @@ int kvs_server_start(uv_loop_t *loop, const kvs_server_opts *opts, kvs_server **
         srv->reg, "relistlab_writer_group_size",
         "Write requests applied per group commit (one fsync each).", KVS_HISTOGRAM, NULL,
         group_buckets, sizeof group_buckets / sizeof group_buckets[0]));
+    srv->m_lc_hits = kvs_family_only(kvs_registry_counter(
+        srv->reg, "relistlab_list_cache_hits_total",
+        "LIST requests answered from the encoded response cache (no store walk).", NULL));
+    srv->m_lc_misses = kvs_family_only(kvs_registry_counter(
+        srv->reg, "relistlab_list_cache_misses_total",
+        "LIST responses of 32 KiB or more built from the store while the response cache was on.",
+        NULL));
+    srv->m_lc_bytes = kvs_family_only(kvs_registry_gauge(
+        srv->reg, "relistlab_list_cache_bytes",
+        "Bytes held by the encoded LIST response cache (responses, keys, bookkeeping).", NULL));
+    if (!srv->opts.list_cache_off && !(srv->lcache = kvs_lcache_new(srv->opts.list_cache_bytes))) {
+        seterr(err, err_len, "%s%s", "out of memory", "");
+        free_partial(srv);
+        return -1;
+    }
     kvs_series_set_fn(srv->metrics.current_revision, g_revision, srv->store);
     kvs_series_set_fn(srv->metrics.compact_revision, g_compact, srv->store);
     kvs_series_set_fn(srv->metrics.db_total_size, g_dbsize, srv->store);
@@ -430,6 +447,7 @@ void kvs_server_free(kvs_server *srv) {
     if (srv->store) kv_close(srv->store);
     if (srv->dir_lock >= 0) close(srv->dir_lock);
     kvs_chunk_pool_free(srv);
+    kvs_lcache_free(srv->lcache);
     kvs_registry_free(srv->reg);
     free(srv->host);
     free(srv->data_dir);
@@ -443,6 +461,11 @@ void kvs_server_get_stats(const kvs_server *srv, kvs_server_stats *out) {
     out->compact_steps = atomic_load(&((kvs_server *)srv)->w_steps);
     out->parked = srv->parked_total;
     out->lists_served = srv->lists_served;
+    out->list_cache_hits = srv->lc_hits;
+    out->list_cache_misses = srv->lc_misses;
+    kvs_lcache_stats ls;
+    kvs_lcache_get_stats(srv->lcache, &ls);
+    out->list_cache_bytes = ls.bytes;
 }
 
 grpc_server *kvs_server_grpc(kvs_server *srv) {

@@ -54,6 +54,7 @@ extern "C" {
 #define KVS_DEFAULT_PROGRESS_MS       600000u            /* etcd: progress_notify every 10 min */
 #define KVS_DEFAULT_WATCH_QUEUE_BYTES ((size_t)64 << 20) /* commits in flight to the watch hub */
 #define KVS_LEASE_CHECK_MS            500                /* etcd's lessor expiry check period */
+#define KVS_DEFAULT_LIST_CACHE_BYTES  ((size_t)64 << 20) /* encoded LIST responses kept */
 
 /* Options; zero means the default. */
 typedef struct kvs_server_opts {
@@ -83,6 +84,12 @@ typedef struct kvs_server_opts {
     /* Commits handed from the writer to the watch hub and not yet delivered: above this many
      * bytes they are dropped and the hub catches watchers up from LMDB history instead. */
     size_t watch_queue_bytes; /* [64 MiB] */
+    /* LIST response cache (list_cache.h): identical Range requests at an unchanged revision are
+     * answered from one encoded response, sent by reference. Responses of at least 32 KiB are
+     * kept, up to this many bytes in all (least recently used evicted; all dropped on a
+     * write). list_cache_off disables it (kvstore's --list-cache-bytes 0). */
+    size_t list_cache_bytes; /* [64 MiB] */
+    bool list_cache_off;
     /* Optional log hook (verbose mode): one line per event, no trailing newline. */
     void (*log)(void *ud, const char *line);
     void *log_ud;
@@ -110,6 +117,10 @@ typedef struct kvs_server_stats {
     uint64_t compact_steps;  /* kv_compact_step calls */
     uint64_t parked;         /* requests parked because their connection's output was full */
     uint64_t lists_served;   /* Ranges answered by the raw LIST path */
+    /* LIST response cache: LISTs answered from it, LISTs of >= 32 KiB built from the store
+     * while it was on, and the bytes it holds now (entries, keys, bookkeeping). */
+    uint64_t list_cache_hits, list_cache_misses;
+    size_t list_cache_bytes;
 } kvs_server_stats;
 void kvs_server_get_stats(const kvs_server *srv, kvs_server_stats *out);
 

@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 
 #include "http1.h"
+#include "list_cache.h"
 #include "server.h"
 
 typedef enum kvs_method {
@@ -172,6 +173,11 @@ struct kvs_server {
     struct kvs_watch *watch;                      /* watch_service.c */
     struct kvs_lease *lease;                      /* lease_service.c */
     uv_thread_t loop_thread; /* where kvs_server_start ran (the loop's thread) */
+
+    /* The LIST response cache (list_cache.c, kv_service.c; loop thread): NULL when off. */
+    kvs_lcache *lcache;
+    uint64_t lc_hits, lc_misses;
+    kvs_series *m_lc_hits, *m_lc_misses, *m_lc_bytes; /* relistlab_list_cache_* */
 };
 
 /* server.c: one shutdown step (a handle closed) finished. */

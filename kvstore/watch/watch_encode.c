@@ -47,25 +47,6 @@ void wbuf_trim(wbuf *b, size_t keep) {
     if (b->cap > keep) wbuf_free(b);
 }
 
-size_t pb_varint(uint8_t *p, uint64_t v) {
-    size_t n = 0;
-    while (v >= 0x80) {
-        p[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    p[n++] = (uint8_t)v;
-    return n;
-}
-
-size_t pb_varint_len(uint64_t v) {
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
 /* ---- batches ------------------------------------------------------------------------------ */
 
 /* One mvccpb.Event as WatchResponse field 11: tag, length, type (DELETE only), kv, prev_kv. */

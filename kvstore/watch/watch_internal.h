@@ -31,8 +31,7 @@ void wbuf_free(wbuf *b);
 /* Drops the contents; releases the memory when it grew past `keep` bytes. */
 void wbuf_trim(wbuf *b, size_t keep);
 
-size_t pb_varint(uint8_t *p, uint64_t v); /* writes, returns bytes (<= 10) */
-size_t pb_varint_len(uint64_t v);
+#include "../../proto/pb_wire.h" /* pb_varint, pb_varint_len */
 
 /* WatchResponse field tags. */
 #define WR_HEADER   0x0a /* 1, length-delimited */

@@ -71,7 +71,16 @@ static size_t varint(const uint8_t *p, size_t n, uint64_t *v) {
     return 0;
 }
 
-/* Counts field 2 (kvs) of a RangeResponse without decoding it; -1 if malformed. */
+/* How many keys ahead count_kvs prefetches. */
+#define COUNT_PREFETCH 16
+
+/* Counts field 2 (kvs) of a RangeResponse without decoding it; -1 if malformed. Every kvs
+ * entry's tag and length are read, and the walk must end exactly at the message's end, so a
+ * short or padded message fails. A 10 MB response is out of the CPU caches by the time the
+ * whole message has arrived and each key's length sits in another cache line: unaided that is
+ * one dependent miss per key (most of this function's cost). So it prefetches where the entry
+ * COUNT_PREFETCH keys ahead starts if those keys are the size of this one (a LIST's keys are
+ * alike; a wrong guess costs a wasted prefetch, never a wrong count). */
 static int64_t count_kvs(const uint8_t *p, size_t n) {
     int64_t kvs = 0;
     size_t i = 0;
@@ -95,8 +104,12 @@ static int64_t count_kvs(const uint8_t *p, size_t n) {
         case 2:
             k = varint(p + i, n - i, &v);
             if (!k || v > n - i - k) return -1;
+            if ((tag >> 3) == 2) {
+                kvs++;
+                size_t ahead = (size_t)COUNT_PREFETCH * (1 + k + v);
+                if (ahead < n - i) __builtin_prefetch(p + i + ahead);
+            }
             i += k + v;
-            if ((tag >> 3) == 2) kvs++;
             break;
         default:
             return -1;
