@@ -78,6 +78,15 @@ void scn_runner_log(scn_runner *r, const char *fmt, ...) {
     va_end(ap);
 }
 
+/* An action's own line: never dropped by the per-second limit (the lines the action itself
+ * causes, e.g. one per cut stream, may have used it up). */
+void scn_runner_log_event(scn_runner *r, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(r, false, fmt, ap);
+    va_end(ap);
+}
+
 /* A note is shown in the reports (joined with "; ") and logged. */
 void scn_runner_note(scn_runner *r, const char *fmt, ...) {
     char m[256];

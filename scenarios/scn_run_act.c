@@ -133,15 +133,12 @@ static void fire(scn_runner *r, size_t k, uint64_t now_ms) {
             scn_runner_note(r, "drop-connections at %.1fs skipped: the fleet is stopping", t);
             break;
         }
-        /* the cut's own trace lines (one per failed stream) have just used up this second's
-         * log budget: the action's line is exempt, the budget stays spent for the rest */
-        uint64_t used = r->log_count;
-        r->log_count = 0;
-        scn_runner_log(r,
-                       "t=%.1fs drop-connections: %zu of %zu open connections cut (%zu watchers, "
-                       "%zu watch streams)",
-                       t, d.conns, d.conns_open, d.watchers, d.streams);
-        if (r->log_count == 1) r->log_count = used + 1;
+        /* the cut's own trace lines (one per failed stream) may have used up this second's
+         * log budget: the action's line is logged regardless */
+        scn_runner_log_event(r,
+                             "t=%.1fs drop-connections: %zu of %zu open connections cut (%zu "
+                             "watchers, %zu watch streams)",
+                             t, d.conns, d.conns_open, d.watchers, d.streams);
         break;
     }
     case SCN_ACT_HOLD: {

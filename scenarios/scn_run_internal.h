@@ -65,6 +65,8 @@ typedef struct scn_runner {
 
 /* scn_run.c */
 void scn_runner_log(scn_runner *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void scn_runner_log_event(scn_runner *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 void scn_runner_note(scn_runner *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void scn_runner_progress(scn_runner *r, bool sample);
 uint64_t scn_runner_elapsed(const scn_runner *r); /* ms since t0 */

@@ -6,7 +6,7 @@
  *   - running a uv loop until a flag is set (or a predicate holds), and a synchronous unary gRPC
  * call on top of it;
  *   - for the suites that run `kvstore serve --listen 127.0.0.1:0` themselves (test_crash_kill.c,
- *     test_hostile.c): where the binary is, the child's exec, and the port it announces;
+ *     hostile_common.h): where the binary is, the child's exec, and the port it announces;
  *   - a TxnRequest of n puts (etcd's ops limit and duplicate-key checks).
  *
  * Key decisions:
