@@ -9,7 +9,7 @@ if(TARGET scenario AND TARGET kvstore AND RELIST_BASH)
   set(scn_it ${CMAKE_CURRENT_LIST_DIR}/scenario_runs.sh)
   set(scn_it_tests)
   foreach(case relist-storm name-collision restart-herd compaction-410 calm-storm-recovery
-               backoff-vs-none etcd cli)
+               backoff-vs-none network-blip etcd cli)
     add_test(NAME scenario_${case}
              COMMAND ${RELIST_BASH} ${scn_it} ${case} $<TARGET_FILE:scenario> $<TARGET_FILE:kvstore>)
     list(APPEND scn_it_tests scenario_${case})

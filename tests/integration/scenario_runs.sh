@@ -9,6 +9,7 @@
 #         restart-herd   the restart shows a reconnect/relist burst; jitter lowers its peak
 #         compaction-410 | calm-storm-recovery | backoff-vs-none
 #                        the short variant of the script: all its expectations hold
+#         network-blip   its expectations, and re-watches = watchers cut, one LIST per relist
 #         etcd           relist-storm against a real etcd 3.4 via --endpoints (storms there too)
 #         cli            --help, list, usage and script errors (exit 2), a failing expectation
 #                        (exit 1, measured vs expected), SIGINT (exit 130, partial report,
@@ -252,6 +253,48 @@ compaction-410 | calm-storm-recovery | backoff-vs-none)
     sc_check "exit status (every expectation of $CASE held)" "$SC_RC" == 0
     [ "$SC_RC" = 0 ] || sc_show lib
     sc_check "summary.json written" "$([ -s "$out/summary.json" ] && echo 1 || echo 0)" == 1
+    no_leftovers
+    ;;
+network-blip)
+    # drop-connections on a live server: the script's own expectations, plus the accounting
+    # they cannot state: with history intact every watcher the cuts took re-watched exactly
+    # once (watch creates = watchers cut, from the runner's log) and nothing was listed; under
+    # compaction each relist is one LIST and no cut watcher relists twice.
+    sc_require_watch "$KV"
+    out=$H_TMP/nb
+    sc_run nb run "$SCRIPTS/network-blip.scn" --short --kvstore-bin "$KV" --out "$out" --verbose
+    sc_check "exit status (every expectation of network-blip held)" "$SC_RC" == 0
+    csv=$out/timeline.csv
+    # [none] drop lines in order: intact half, intact all, compacted half, compacted all
+    mapfile -t cut < <(grep -E '^\[none\] t=[0-9.]+s drop-connections: ' "$H_TMP/nb.err" |
+        sed -E 's/.*\(([0-9]+) watchers.*/\1/')
+    sc_check "none: four cuts logged" "${#cut[@]}" == 4
+    intact_cut=$((${cut[0]:-0} + ${cut[1]:-0}))
+    comp_cut=$((${cut[2]:-0} + ${cut[3]:-0}))
+    rewatch=$(sc_csv "$csv" none intact watch_rate sum)
+    sc_check "none: intact re-watches >= 0.95 x watchers cut ($intact_cut)" \
+        "$rewatch" ">=" "$(sc_mul "$intact_cut" 0.95)"
+    sc_check "none: intact re-watches <= 1.05 x watchers cut ($intact_cut)" \
+        "$rewatch" "<=" "$(sc_mul "$intact_cut" 1.05)"
+    sc_check "none: intact LISTs" "$(sc_csv "$csv" none intact list_rate sum)" == 0
+    relists=$(sc_csv "$csv" none compacted relist_compacted_rate sum)
+    sc_check "none: compacted relists > 0" "$relists" ">" 0
+    sc_check "none: compacted relists <= watchers cut ($comp_cut)" "$relists" "<=" "$comp_cut"
+    sc_check "none: one LIST per relist (lists - relists, compacted)" \
+        "$(awk -v a="$(sc_csv "$csv" none compacted list_rate sum)" -v b="$relists" \
+            'BEGIN { d = a - b; print (d < 0 ? -d : d) }')" "<" 1
+    sc_check "none: the blip is a request spike (> 3 x the warmup level)" \
+        "$(sc_csv "$csv" none intact request_rate max)" ">" \
+        "$(sc_mul "$(sc_csv "$csv" none warmup request_rate mean)" 3)"
+    sc_check "client-go: lower request peak than none in the blips" \
+        "$(sc_csv "$csv" client-go '*' request_rate max)" "<" \
+        "$(sc_csv "$csv" none '*' request_rate max)"
+    sc_check "client-go: no relist for a miss" \
+        "$(sc_csv "$csv" client-go '*' relist_miss_rate max)" == 0
+    for m in none client-go; do
+        sc_check "$m divergent" "$(sc_json "$out/summary.json" "$m" divergent)" == 0
+    done
+    sc_check "report.html draws both modes" "$(grep -c 'client-go' "$out/report.html")" ">=" 2
     no_leftovers
     ;;
 *)

@@ -391,7 +391,8 @@ static char *repo_path(const char *rel) {
 static void test_shipped_scripts(void **st) {
     (void)st;
     static const char *const names[] = {"relist-storm",   "calm-storm-recovery", "name-collision",
-                                        "compaction-410", "restart-herd",        "backoff-vs-none"};
+                                        "compaction-410", "restart-herd",        "backoff-vs-none",
+                                        "network-blip"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char rel[128];
         snprintf(rel, sizeof rel, "scenarios/%s.scn", names[i]);
