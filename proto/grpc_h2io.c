@@ -6,8 +6,8 @@
  * headers and chunk slices, so a large response is copied once by its producer (into the queue)
  * and then only by the kernel. Small slices are copied (a reference costs more than the copy).
  * At most one uv_write is in flight; the next buffer accumulates meanwhile; each is capped near
- * GRPC_WBUF_MAX bytes (nghttp2 is told WOULDBLOCK beyond it), so a peer that stops reading
- * stops nghttp2 from pulling queue data. A chunk is released when its last write completes.
+ * GRPC_WBUF_MAX own / GRPC_WBUF_REF_MAX total bytes (nghttp2 is told WOULDBLOCK beyond them),
+ * so a peer that stops reading stops nghttp2 from pulling queue data. A chunk is released when its last write completes.
  * Input: nghttp2_session_mem_recv(); the owner flushes right after (ACKs, WINDOW_UPDATEs). */
 #include "grpc_internal.h"
 
@@ -104,11 +104,15 @@ static void wbuf_ref(gwbuf *b, gchunk *c, const uint8_t *p, size_t len) {
     b->total += len;
 }
 
+static bool wbuf_full(const gwbuf *b) {
+    return b->len >= GRPC_WBUF_MAX || b->total >= GRPC_WBUF_REF_MAX;
+}
+
 static ssize_t on_send(nghttp2_session *s, const uint8_t *data, size_t len, int flags, void *ud) {
     (void)s;
     (void)flags;
     h2io *io = ud;
-    if (io->cur.total >= GRPC_WBUF_MAX) return NGHTTP2_ERR_WOULDBLOCK;
+    if (wbuf_full(&io->cur)) return NGHTTP2_ERR_WOULDBLOCK;
     if (wbuf_reserve(&io->cur, len, 1)) return NGHTTP2_ERR_CALLBACK_FAILURE;
     wbuf_copy(&io->cur, data, len);
     h2io_account(io, (ptrdiff_t)len);
@@ -120,7 +124,7 @@ static int on_send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8_t 
     (void)s;
     h2io *io = ud;
     goutq *q = source->ptr;
-    if (io->cur.total >= GRPC_WBUF_MAX) return NGHTTP2_ERR_WOULDBLOCK;
+    if (wbuf_full(&io->cur)) return NGHTTP2_ERR_WOULDBLOCK;
     if (frame->data.padlen != 0 || length > q->len) return NGHTTP2_ERR_CALLBACK_FAILURE;
     /* Reserve for the worst case first (every slice copied, two segments per chunk) so that
      * nothing fails half-way through the queue. */
@@ -241,7 +245,7 @@ static void on_write(uv_write_t *req, int status) {
 
 void h2io_flush(h2io *io) {
     if (io->dead || !io->ng || io->depth || !io->stream) return;
-    /* Each round fills the buffer (up to GRPC_WBUF_MAX) and writes it; synchronous writes let
+    /* Each round fills the buffer (up to the caps) and writes it; synchronous writes let
      * the next round go at once, an asynchronous one ends the loop (on_write resumes). */
     for (;;) {
         io->depth++;

@@ -192,7 +192,15 @@ ssize_t h2io_take_avail(goutq *q, size_t length, uint32_t *flags);
 /* True when nothing is left to write. */
 bool h2io_idle(const h2io *io);
 
-#define GRPC_WBUF_MAX        (256 * 1024)
+/* A write buffer stops taking frames at GRPC_WBUF_MAX bytes of its own (copied frame headers
+ * and small payloads: memory it allocates) or GRPC_WBUF_REF_MAX bytes in all (payload slices
+ * held by reference are queue memory already counted against the connection). One writev of
+ * up to 1 MiB instead of 256 KiB: on 10 MB LISTs to 4 clients, ~17% less server CPU
+ * per LIST (median of 5 alternating pairs: 2.41 vs 2.91 ms; fewer syscalls and wakeups). */
+#define GRPC_WBUF_MAX (256 * 1024)
+#ifndef GRPC_WBUF_REF_MAX
+#define GRPC_WBUF_REF_MAX (1024 * 1024)
+#endif
 #define GRPC_READ_BUF        (256 * 1024) /* one per server (shared by its connections) */
 #define GRPC_CLIENT_READ_BUF (64 * 1024)  /* one per client: processes may hold hundreds */
 
