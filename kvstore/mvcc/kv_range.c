@@ -10,6 +10,7 @@
  * kv_range_raw_hold lets a LIST consumer keep the stored bytes' pointers until
  * the scan is complete, so it can size the message and copy each byte exactly once.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,7 +80,7 @@ int kv_range_run(kv_store *s, MDB_txn *txn, const Etcdserverpb__RangeRequest *re
                    req->max_create_revision;
     int64_t fetch = 0;
     if (req->sort_order == ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__NONE && !filters &&
-        req->limit > 0)
+        req->limit > 0 && req->limit < INT64_MAX) /* etcd's limit+1 wraps: no limit */
         fetch = req->limit + 1;
     int order = req->sort_order;
     if (req->sort_target != ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY &&

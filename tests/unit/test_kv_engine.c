@@ -244,6 +244,11 @@ static void test_range_limit_count_more(void **state) {
     r.limit = 4;
     resp = range_req(f, &r, KV_OK);
     assert_false(resp->more);
+    /* the largest limit: limit+1 (for `more`) must not overflow (found by fuzz_kv_request) */
+    r.limit = INT64_MAX;
+    resp = range_req(f, &r, KV_OK);
+    expect_keys(resp, "k1,k2,k3,k4");
+    assert_false(resp->more);
     r.limit = 0;
     r.count_only = true;
     resp = range_req(f, &r, KV_OK);
