@@ -30,20 +30,12 @@
 #include <unistd.h>
 
 #include "grpc.h"
+#include "grpc_srv_thread.h"
 
 static const char PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 #define SLACK_MS 1500 /* how late a deadline may be met on a loaded or sanitized run */
 
 /* ---------------------------------------------------------------- server thread */
-
-typedef struct srv_thread {
-    uv_loop_t loop;
-    grpc_server *srv;
-    uv_thread_t th;
-    int port;
-    bool done;
-    int http1_calls;
-} srv_thread;
 
 static void m_echo(grpc_call *call, const uint8_t *msg, size_t len, void *ud) {
     (void)ud;
@@ -61,86 +53,30 @@ static const grpc_method METHODS[] = {
     {.path = "/test.Stream/Hold", .kind = GRPC_BIDI_STREAM, .on_cancel = m_hold_cancel},
 };
 
-static void h1_closed(uv_handle_t *h) {
-    free(h);
-}
-
-static void h1_written(uv_write_t *w, int status) {
-    (void)status;
-    uv_close((uv_handle_t *)w->handle, h1_closed);
-    free(w);
-}
-
-static void on_http1(void *ud, uv_tcp_t *tcp, const char *initial, size_t n) {
-    (void)initial;
-    (void)n;
-    ((srv_thread *)ud)->http1_calls++;
-    static char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
-    uv_write_t *w = malloc(sizeof *w);
-    uv_buf_t b = uv_buf_init(resp, sizeof resp - 1);
-    uv_write(w, (uv_stream_t *)tcp, &b, 1, h1_written);
-}
-
-static void srv_run(void *arg) {
-    uv_run(&((srv_thread *)arg)->loop, UV_RUN_DEFAULT);
-}
-
 static srv_thread *srv_start(grpc_server_opts *o) {
-    srv_thread *t = calloc(1, sizeof *t);
-    uv_loop_init(&t->loop);
-    o->ud = t;
-    t->srv = grpc_server_new(&t->loop, o, METHODS, sizeof METHODS / sizeof METHODS[0]);
-    assert_non_null(t->srv);
-    assert_int_equal(grpc_server_listen(t->srv, "127.0.0.1", 0), 0);
-    t->port = grpc_server_port(t->srv);
-    uv_thread_create(&t->th, srv_run, t);
-    return t;
-}
-
-static void srv_done(void *ud) {
-    ((srv_thread *)ud)->done = true;
-}
-
-static void srv_stop_cb(void *arg) {
-    grpc_server_shutdown(((srv_thread *)arg)->srv, srv_done, arg);
+    return srv_start_with(o, METHODS, sizeof METHODS / sizeof METHODS[0]);
 }
 
 typedef struct stats_req {
-    srv_thread *t;
     grpc_server_ka_stats ka;
     int http1_calls;
-    uv_sem_t sem;
 } stats_req;
 
-static void stats_cb(void *arg) {
+static void get_stats(srv_thread *t, void *arg) {
     stats_req *r = arg;
-    grpc_server_get_ka_stats(r->t->srv, &r->ka);
-    r->http1_calls = r->t->http1_calls;
-    uv_sem_post(&r->sem);
+    grpc_server_get_ka_stats(t->srv, &r->ka);
+    r->http1_calls = t->http1_calls;
 }
 
 static stats_req srv_stats(srv_thread *t) {
-    stats_req r = {.t = t};
-    uv_sem_init(&r.sem, 0);
-    assert_int_equal(grpc_server_post(t->srv, stats_cb, &r), 0);
-    uv_sem_wait(&r.sem);
-    uv_sem_destroy(&r.sem);
+    stats_req r;
+    srv_on_loop(t, get_stats, &r);
     print_message("  server: %llu handshake timeouts, %llu PINGs sent, %llu keepalive timeouts, "
                   "%llu too_many_pings\n",
                   (unsigned long long)r.ka.handshake_timeouts, (unsigned long long)r.ka.pings_sent,
                   (unsigned long long)r.ka.keepalive_timeouts,
                   (unsigned long long)r.ka.too_many_pings);
     return r;
-}
-
-static void srv_stop(srv_thread *t) {
-    assert_int_equal(grpc_server_post(t->srv, srv_stop_cb, t), 0);
-    uv_thread_join(&t->th);
-    assert_true(t->done);
-    grpc_server_free(t->srv);
-    uv_run(&t->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&t->loop), 0);
-    free(t);
 }
 
 /* ---------------------------------------------------------------- raw sockets */
@@ -326,7 +262,7 @@ static bool still_open(reader *r, int64_t until) {
 static void test_handshake_timeout(void **state) {
     (void)state;
     enum { HS_MS = 300 };
-    grpc_server_opts o = {.handshake_timeout_ms = HS_MS, .on_http1 = on_http1};
+    grpc_server_opts o = {.handshake_timeout_ms = HS_MS, .on_http1 = srv_on_http1};
     srv_thread *t = srv_start(&o);
     int64_t t0 = now_ms();
     /* read in this order: the ones closed first come first (a close is seen when read) */

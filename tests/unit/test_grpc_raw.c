@@ -22,20 +22,11 @@
 #include <unistd.h>
 
 #include "grpc.h"
+#include "grpc_srv_thread.h"
 
 static const char PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /* ---------------------------------------------------------------- server thread */
-
-typedef struct srv_thread {
-    uv_loop_t loop;
-    grpc_server *srv;
-    uv_thread_t th;
-    int port;
-    bool done;
-    int http1_calls;
-    char http1_initial[64];
-} srv_thread;
 
 static void m_echo(grpc_call *call, const uint8_t *msg, size_t len, void *ud) {
     (void)ud;
@@ -46,78 +37,18 @@ static const grpc_method METHODS[] = {
     {.path = "/test.Echo/Unary", .kind = GRPC_UNARY, .on_unary = m_echo},
 };
 
-static void h1_closed(uv_handle_t *h) {
-    free(h);
-}
-
-static void h1_written(uv_write_t *w, int status) {
-    (void)status;
-    uv_close((uv_handle_t *)w->handle, h1_closed);
-    free(w);
-}
-
-static void on_http1(void *ud, uv_tcp_t *tcp, const char *initial, size_t n) {
-    srv_thread *t = ud;
-    t->http1_calls++;
-    snprintf(t->http1_initial, sizeof t->http1_initial, "%.*s", (int)(n < 63 ? n : 63), initial);
-    static char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
-    uv_write_t *w = malloc(sizeof *w);
-    uv_buf_t b = uv_buf_init(resp, sizeof resp - 1);
-    uv_write(w, (uv_stream_t *)tcp, &b, 1, h1_written);
-}
-
-static void srv_run(void *arg) {
-    uv_run(&((srv_thread *)arg)->loop, UV_RUN_DEFAULT);
-}
-
 static srv_thread *srv_start(grpc_server_opts *o) {
-    srv_thread *t = calloc(1, sizeof *t);
-    uv_loop_init(&t->loop);
-    o->ud = t;
-    t->srv = grpc_server_new(&t->loop, o, METHODS, 1);
-    assert_int_equal(grpc_server_listen(t->srv, "127.0.0.1", 0), 0);
-    t->port = grpc_server_port(t->srv);
-    uv_thread_create(&t->th, srv_run, t);
-    return t;
+    return srv_start_with(o, METHODS, 1);
 }
 
-static void srv_done(void *ud) {
-    ((srv_thread *)ud)->done = true;
-}
-
-static void srv_stop_cb(void *arg) {
-    grpc_server_shutdown(((srv_thread *)arg)->srv, srv_done, arg);
-}
-
-typedef struct stats_req {
-    srv_thread *t;
-    grpc_server_stats st;
-    uv_sem_t sem;
-} stats_req;
-
-static void stats_cb(void *arg) {
-    stats_req *r = arg;
-    grpc_server_get_stats(r->t->srv, &r->st);
-    uv_sem_post(&r->sem);
+static void get_stats(srv_thread *t, void *arg) {
+    grpc_server_get_stats(t->srv, arg);
 }
 
 static grpc_server_stats srv_stats(srv_thread *t) {
-    stats_req r = {.t = t};
-    uv_sem_init(&r.sem, 0);
-    assert_int_equal(grpc_server_post(t->srv, stats_cb, &r), 0);
-    uv_sem_wait(&r.sem);
-    uv_sem_destroy(&r.sem);
-    return r.st;
-}
-
-static void srv_stop(srv_thread *t) {
-    assert_int_equal(grpc_server_post(t->srv, srv_stop_cb, t), 0);
-    uv_thread_join(&t->th);
-    assert_true(t->done);
-    grpc_server_free(t->srv);
-    uv_run(&t->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&t->loop), 0);
-    free(t);
+    grpc_server_stats st;
+    srv_on_loop(t, get_stats, &st);
+    return st;
 }
 
 /* ---------------------------------------------------------------- raw socket helpers */
@@ -315,7 +246,7 @@ static void test_garbage_preface(void **state) {
 
 static void test_http1_handoff(void **state) {
     (void)state;
-    grpc_server_opts o = {.on_http1 = on_http1};
+    grpc_server_opts o = {.on_http1 = srv_on_http1};
     srv_thread *t = srv_start(&o);
     int fd = raw_connect(t->port);
     raw_send(fd, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27);
