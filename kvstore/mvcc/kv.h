@@ -7,9 +7,12 @@
  *   between the wire and the store. Response memory comes from a caller-owned arena and is freed
  *   in one call; nothing in a response points into LMDB after the call returns.
  * - Writes are applied in groups: kv_apply() takes several independent write requests, gives
- *   each its own main revision, and commits them in one LMDB transaction with one fsync (group
- *   commit). A write is reported committed only after that commit is durable (unless the store
- *   was opened with no_sync, for benchmarks).
+ *   each its own main revision, and commits them in one LMDB transaction (group commit). The
+ *   group's requests are first appended to a write-ahead log and flushed (one sequential
+ *   fdatasync); LMDB itself commits without flushing and is made durable by background
+ *   checkpoints; kv_open replays the log after a crash. A write is visible and reported
+ *   committed only after its log record is durable (unless the store was opened with no_sync,
+ *   for benchmarks).
  * - Stored records are encoded mvccpb.KeyValue bytes. A tombstone is a KeyValue holding only key
  *   and mod_revision — exactly the kv of a DELETE event — so the change feed and the LIST fast
  *   path hand out stored bytes without re-encoding.
@@ -102,12 +105,19 @@ typedef struct kv_options {
      * lease ids unverified (or ask the hook, if set); the lease API works in both modes. */
     bool leases;
     int64_t lease_min_ttl; /* seconds; 0 = KV_LEASE_DEFAULT_MIN_TTL. Shorter grants are raised. */
+    /* Growth of the write-ahead log, or of data.mdb, that starts a checkpoint (LMDB flushed in
+     * the background, older log segments deleted, freed pages reusable again); 0 = 16 MiB.
+     * Bounds the log on disk, the replay after a crash and the file's growth between them. */
+    uint64_t wal_checkpoint_bytes;
 } kv_options;
 
 /* Opens (creating if empty or missing) the store in directory `dir`. A directory that holds
  * files but no kvstore, or a store of another layout version, fails with a clear message. */
 int kv_open(const char *dir, const kv_options *opt, kv_store **out, kv_err *err);
 void kv_close(kv_store *s);
+/* Closes without the final checkpoint, leaving the files as a killed process would (LMDB
+ * commits past the last checkpoint, the log after it): for tests of crash recovery. */
+void kv_close_unclean(kv_store *s);
 
 typedef struct kv_status {
     int64_t revision;         /* current (last committed) main revision; 1 for a new store */

@@ -30,19 +30,25 @@ int kv_compact(kv_store *s, int64_t rev, kv_err *err) {
     int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
     if (rc) return kv_mdb_err(err, rc, "begin write");
     int64_t cur, old, fin;
-    int code = kv_meta_get_state(s, txn, &cur, &old, &fin, err);
+    int code = kv_wal_check(s, err);
+    if (!code) code = kv_meta_get_state(s, txn, &cur, &old, &fin, err);
     if (!code) code = kv_meta_put_state(s, txn, cur, rev, fin, err);
     if (!code) {
         MDB_val k = {strlen(PROGRESS_KEY), PROGRESS_KEY};
         rc = mdb_del(txn, s->meta, &k, NULL);
         if (rc && rc != MDB_NOTFOUND) code = kv_mdb_err(err, rc, "reset compaction progress");
     }
+    if (!code && s->wal && !s->replaying) code = kv_wal_log_compact(s, rev, err);
     if (code) {
         mdb_txn_abort(txn);
         return code;
     }
     rc = mdb_txn_commit(txn);
-    if (rc) return kv_mdb_err(err, rc, "commit compaction");
+    if (rc) {
+        kv_mdb_err(err, rc, "commit compaction");
+        if (s->wal) kv_wal_fail(s, err);
+        return err->code;
+    }
     atomic_store(&s->compact_rev, rev);
     return KV_OK;
 }

@@ -63,12 +63,86 @@ typedef struct kv_lessor {
     size_t cap, n;
 } kv_lessor;
 
+/* A growable malloc'd byte buffer (writer scratch, event bytes). */
+typedef struct kv_buf {
+    uint8_t *p;
+    size_t len, cap;
+} kv_buf;
+int kv_buf_reserve(kv_buf *b, size_t extra);
+void kv_buf_free(kv_buf *b);
+
+/* ---- write-ahead log and checkpoints (kv_wal.c files, kv_checkpoint.c policy) ---- */
+
+typedef struct kv_wal_file {
+    int fd; /* the segment being appended to, -1 = none */
+    uint64_t seg;
+    uint64_t size;  /* bytes of records */
+    uint64_t zeros; /* bytes of flushed zeros it was prepared with */
+} kv_wal_file;
+
+/* The checkpoint record: LMDB's meta pages right after the checkpointed commit. */
+typedef struct kv_ckpt {
+    uint32_t psize;
+    int64_t rev;       /* store revision at the checkpoint */
+    uint64_t seg, off; /* where replay starts */
+    uint8_t *metas;    /* 2 * psize bytes */
+} kv_ckpt;
+
+typedef struct kv_wal {
+    char *dir;
+    kv_wal_file f;
+    uint32_t psize;
+    int data_fd;         /* LMDB's own descriptor of data.mdb */
+    uint64_t since_ckpt; /* log bytes since the last checkpoint started (writer) */
+    uint64_t ckpt_bytes; /* start a checkpoint past this */
+    uint64_t pgno_ckpt;  /* LMDB's last page at the last checkpoint start (writer) */
+    size_t replayed;     /* records replayed at open */
+    kv_buf rec;          /* the record being built (writer) */
+    bool failed;         /* sticky: a log write or commit failed; writes refused */
+    kv_err fail_err;
+    uint8_t *metas_inline, *metas_job;
+    uint64_t seg_bytes; /* zeros a prepared segment holds */
+    kv_wal_file next;   /* prepared by the checkpoint thread (fd -1 = none yet); under mu */
+    bool want_next;     /* the writer asks for segment f.seg + 1; under mu */
+    /* the checkpoint thread; mu guards job, jc, job_pin, pin, stop, bg_err, ckpts */
+    pthread_t thr;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool sync_ready, thr_started, stop, job;
+    kv_ckpt jc;
+    MDB_txn *job_pin; /* snapshot of the running checkpoint */
+    MDB_txn *pin;     /* snapshot of the last completed one: its pages must stay intact */
+    kv_err bg_err;    /* last background failure (the next checkpoint retries) */
+    uint64_t ckpts;
+} kv_wal;
+
+uint32_t kv_crc32c(const uint8_t *p, size_t n);
+bool kv_wal_is_own_file(const char *name);
+bool kv_wal_has_segments(const char *dir);
+int kv_wal_sync_dir(const char *dir, kv_err *err);
+int kv_ckpt_read(const char *dir, kv_ckpt *c, kv_err *err); /* 1 found, 0 none, <0 -code */
+int kv_ckpt_write(const char *dir, const kv_ckpt *c, kv_err *err);
+int kv_ckpt_capture_metas(int fd, uint32_t psize, uint8_t *out, kv_err *err);
+int kv_ckpt_restore_metas(const char *data_path, const kv_ckpt *c, bool *restored, kv_err *err);
+/* Creates segment `seg` with `zeros` bytes of flushed zeros (0 = empty, grows). */
+int kv_wal_segment_create(kv_wal_file *f, const char *dir, uint64_t seg, uint64_t zeros,
+                          kv_err *err);
+void kv_wal_segment_close(kv_wal_file *f);
+int kv_wal_append(kv_wal_file *f, const uint8_t *p, size_t n, kv_err *err); /* + fdatasync */
+typedef int (*kv_wal_rec_fn)(void *ud, const uint8_t *p, size_t n);
+/* Hands every record from (from, from_off) on to fn; *last_seg = the highest segment present. */
+int kv_wal_scan(const char *dir, uint64_t from, uint64_t from_off, kv_wal_rec_fn fn, void *ud,
+                uint64_t *last_seg, kv_err *err);
+void kv_wal_remove_below(const char *dir, uint64_t seg);
+
 struct kv_store {
     MDB_env *env;
     MDB_dbi meta, hist, cur, kidx;
     MDB_dbi lease, lkeys;
     kv_lessor lessor;
     bool no_sync;
+    kv_wal *wal;    /* NULL with no_sync */
+    bool replaying; /* kv_open is replaying the log: log nothing, start no checkpoint */
     uint64_t cluster_id, member_id;
     _Atomic int64_t rev, compact_rev, compact_finished;
     char *path; /* data.mdb, for the file size in kv_status */
@@ -78,6 +152,19 @@ struct kv_store {
     kv_commit_fn commit_fn;
     void *commit_ud;
 };
+
+/* kv_checkpoint.c */
+int kv_wal_prepare(const char *dir, const char *data_path, bool have_data, kv_ckpt *c,
+                   bool *restored, kv_err *err);
+int kv_wal_start(kv_store *s, const char *dir, kv_ckpt *c, const kv_options *opt, kv_err *err);
+void kv_wal_close(kv_store *s, bool final_ckpt);
+int kv_wal_check(kv_store *s, kv_err *err); /* the sticky failure, if any */
+int kv_wal_fail(kv_store *s, kv_err *err);  /* makes err sticky; returns its code */
+struct kv_write;
+int kv_wal_log_group(kv_store *s, const struct kv_write *wv, size_t n, int64_t rev_before,
+                     int64_t rev_after, kv_err *err);
+int kv_wal_log_compact(kv_store *s, int64_t rev, kv_err *err);
+void kv_wal_committed(kv_store *s); /* after a commit: maybe start a checkpoint */
 
 /* ---- errors ---- */
 int kv_seterr(kv_err *err, kv_code code, const char *fmt, ...)
@@ -120,14 +207,6 @@ kv_keyrange kv_keyrange_make(const uint8_t *key, size_t key_len, const uint8_t *
 bool kv_keyrange_has(const kv_keyrange *kr, const uint8_t *k, size_t n);
 /* True when k is beyond the range (scans in key order stop there). */
 bool kv_keyrange_past(const kv_keyrange *kr, const uint8_t *k, size_t n);
-
-/* A growable malloc'd byte buffer (writer scratch, event bytes). */
-typedef struct kv_buf {
-    uint8_t *p;
-    size_t len, cap;
-} kv_buf;
-int kv_buf_reserve(kv_buf *b, size_t extra);
-void kv_buf_free(kv_buf *b);
 
 /* ---- keys at a revision (kv_scan.c) ---- */
 

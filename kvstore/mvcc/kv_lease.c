@@ -395,7 +395,9 @@ void kv_lease_committed(kv_wctx *w) {
     for (size_t i = 0; i < w->n_lpend; i++) {
         const kv_lease_pend *p = &w->lpend[i];
         if (p->grant) {
-            kv_lease_ent e = {p->id, p->ttl, p->expiry_ms};
+            /* A replayed grant's clock was the crashed process's: start it like a loaded one. */
+            kv_lease_ent e = {p->id, p->ttl, w->s->replaying ? KV_LEASE_UNPROMOTED : p->expiry_ms};
+            if (w->s->replaying) l->unpromoted = true;
             lt_set(l, &e); /* room was reserved by exec_grant */
         } else {
             lt_remove(l, p->id);

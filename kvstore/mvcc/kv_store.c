@@ -209,6 +209,7 @@ static int inspect_dir(const char *dir, kv_err *err) {
     while ((e = readdir(d))) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, "lock.mdb"))
             continue;
+        if (kv_wal_is_own_file(e->d_name)) continue; /* kv_wal_prepare judges those */
         if (!strcmp(e->d_name, "data.mdb")) {
             data = true;
         } else if (!foreign) {
@@ -349,11 +350,15 @@ int kv_open(const char *dir, const kv_options *opt, kv_store **out, kv_err *err)
         return kv_seterr(err, KV_ERR_NOMEM, NULL);
     }
     snprintf(s->path, plen, "%s/data.mdb", dir);
-    int code = have ? check_data_file(s->path, err) : KV_OK;
     MDB_txn *txn = NULL;
     int rc;
-    if (code) goto fail;
+    kv_ckpt ckpt = {0};
+    bool restored = false;
     s->no_sync = opt && opt->no_sync;
+    /* Before LMDB reads its meta pages: put back the checkpoint's if later commits may be torn. */
+    int code = kv_wal_prepare(dir, s->path, have, &ckpt, &restored, err);
+    if (!code && have) code = check_data_file(s->path, err);
+    if (code) goto fail;
     if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 8)) ||
         (rc = mdb_env_set_maxreaders(s->env, 512)) ||
         (rc = mdb_env_set_mapsize(s->env,
@@ -361,7 +366,9 @@ int kv_open(const char *dir, const kv_options *opt, kv_store **out, kv_err *err)
         code = kv_mdb_err(err, rc, "create environment");
         goto fail;
     }
-    unsigned flags = MDB_NOTLS | MDB_NORDAHEAD | (s->no_sync ? MDB_NOSYNC : 0);
+    /* Never LMDB's own flushes: the write-ahead log makes commits durable (kv_checkpoint.c). */
+    unsigned flags =
+        MDB_NOTLS | MDB_NORDAHEAD | MDB_NOSYNC | (getenv("KV_WRITEMAP") ? MDB_WRITEMAP : 0);
     rc = mdb_env_open(s->env, dir, flags, 0644);
     if (rc) {
         if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH)
@@ -408,10 +415,15 @@ int kv_open(const char *dir, const kv_options *opt, kv_store **out, kv_err *err)
         code = kv_mdb_err(err, rc, "commit");
         goto fail;
     }
+    /* With no_sync only to replay a log a durable run left (then the log is retired). */
+    if ((!s->no_sync || ckpt.metas) && (code = kv_wal_start(s, dir, &ckpt, opt, err))) goto fail;
+    free(ckpt.metas);
     *out = s;
     return KV_OK;
 fail:
+    free(ckpt.metas);
     if (txn) mdb_txn_abort(txn);
+    kv_wal_close(s, false);
     kv_lease_close(s);
     if (s->env) mdb_env_close(s->env);
     free(s->path);
@@ -419,12 +431,21 @@ fail:
     return code;
 }
 
-void kv_close(kv_store *s) {
+static void close_store(kv_store *s, bool clean) {
     if (!s) return;
+    kv_wal_close(s, clean);
     kv_lease_close(s);
     mdb_env_close(s->env);
     free(s->path);
     free(s);
+}
+
+void kv_close(kv_store *s) {
+    close_store(s, true);
+}
+
+void kv_close_unclean(kv_store *s) {
+    close_store(s, false);
 }
 
 void kv_set_lease_checker(kv_store *s, kv_lease_exists_fn fn, void *ud) {

@@ -342,6 +342,14 @@ static void run_commit_cb(kv_wctx *w) {
 int kv_apply(kv_store *s, kv_write *wv, size_t n, kv_err *err) {
     if (err) err->code = KV_OK, err->msg[0] = 0;
     if (!n) return KV_OK;
+    int sticky = kv_wal_check(s, err);
+    if (sticky) {
+        for (size_t i = 0; i < n; i++) {
+            wv[i].resp = NULL;
+            wv[i].err = *err;
+        }
+        return sticky;
+    }
     bool *failed = calloc(n, sizeof(bool));
     if (!failed) return kv_seterr(err, KV_ERR_NOMEM, NULL);
     kv_wctx w;
@@ -403,6 +411,9 @@ int kv_apply(kv_store *s, kv_write *wv, size_t n, kv_err *err) {
         if (w.rev != start_rev || w.force_commit) {
             int64_t crev = atomic_load(&s->compact_rev), cfin = atomic_load(&s->compact_finished);
             code = kv_meta_put_state(s, w.txn, w.rev, crev, cfin, err);
+            /* Durable before visible: the log record is flushed before LMDB commits. */
+            if (!code && s->wal && !s->replaying)
+                code = kv_wal_log_group(s, wv, n, start_rev, w.rev, err);
             if (code) {
                 mdb_txn_abort(w.txn);
                 w.txn = NULL;
@@ -412,11 +423,13 @@ int kv_apply(kv_store *s, kv_write *wv, size_t n, kv_err *err) {
             w.txn = NULL;
             if (rc) {
                 code = kv_mdb_err(err, rc, "commit");
+                if (s->wal) kv_wal_fail(s, err); /* the log now holds a group LMDB does not */
                 break;
             }
             atomic_store(&s->rev, w.rev);
             kv_lease_committed(&w);
             run_commit_cb(&w);
+            kv_wal_committed(s);
         } else {
             mdb_txn_abort(w.txn); /* nothing written: no commit, no fsync */
             w.txn = NULL;

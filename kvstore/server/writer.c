@@ -2,8 +2,8 @@
  *
  * The loop thread queues requests (Put, DeleteRange, Txn, Compact). The writer wakes, takes the
  * WHOLE queue at once and applies each run of consecutive writes with ONE kv_apply (one LMDB
- * transaction, one fsync for the group), so 64 concurrent Puts cost a handful of fsyncs instead
- * of 64. A Compact in the queue splits the runs so it stays ordered with the writes around it.
+ * transaction, one write-ahead log append and fsync for the group), so 64 concurrent Puts cost
+ * a handful of fsyncs instead of 64. A Compact in the queue splits the runs so it stays ordered with the writes around it.
  * Finished requests go back to the loop thread in one grpc_server_post per group.
  *
  * Physical compaction (removing obsolete history) runs as kv_compact_step batches, one batch
