@@ -184,6 +184,7 @@ typedef struct run {
     char *dir;
     kv_store *s;
     kv_options opt;
+    bool durable; /* the log on (no no_sync): every other reopen is a crash + replay */
     ProtobufCBinaryData keys[NKEYS];
     ProtobufCBinaryData probes[NPROBES];
     km_model m;
