@@ -316,6 +316,13 @@ int kv_feed_read(kv_store *s, int64_t start_rev, int64_t end_rev, const uint8_t 
                  size_t max_events, size_t max_bytes, kv_event_fn fn, void *ud, int64_t *next_rev,
                  kv_err *err);
 
+/* Disk timings, as etcd exports them: each log append + fdatasync (etcd's WAL fsync), on the
+ * writer's thread, and each checkpoint's flush of data.mdb (etcd's backend commit), on the
+ * checkpoint thread. Set before writes start; `fn` must be thread-safe. */
+typedef enum kv_disk_event { KV_DISK_WAL_FSYNC, KV_DISK_CHECKPOINT } kv_disk_event;
+typedef void (*kv_disk_fn)(void *ud, kv_disk_event ev, double seconds);
+void kv_set_disk_observer(kv_store *s, kv_disk_fn fn, void *ud);
+
 /* Called after every durable commit, on the writer's thread, with all events of the commit in
  * revision order (prev_kv filled) and the store revision after it. Must not call kv_apply. */
 typedef void (*kv_commit_fn)(void *ud, const kv_event *ev, size_t n, int64_t revision);

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kv_internal.h"
@@ -81,11 +82,19 @@ int kv_wal_check(kv_store *s, kv_err *err) {
     return s->wal->fail_err.code;
 }
 
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
 static int append(kv_store *s, kv_err *err) {
     kv_wal *w = s->wal;
     maybe_rotate(w, w->rec.len + 8);
+    double t0 = s->disk_fn ? now_s() : 0;
     int code = kv_wal_append(&w->f, w->rec.p, w->rec.len, err);
     if (code) return kv_wal_fail(s, err);
+    if (s->disk_fn) s->disk_fn(s->disk_ud, KV_DISK_WAL_FSYNC, now_s() - t0);
     w->since_ckpt += w->rec.len;
     return KV_OK;
 }
@@ -268,14 +277,18 @@ static int ckpt_now(kv_store *s, kv_err *err) {
     return KV_OK;
 }
 
-static void run_job(kv_wal *w) {
+static void run_job(kv_store *s) {
+    kv_wal *w = s->wal;
     kv_ckpt c = w->jc;
     MDB_txn *pin = w->job_pin;
     pthread_mutex_unlock(&w->mu);
     kv_err err = {0};
     int code = KV_OK;
+    double t0 = now_s();
     if (fdatasync(w->data_fd))
         code = kv_seterr(&err, KV_ERR_IO, "kvstore: cannot flush data.mdb: %s", strerror(errno));
+    else if (s->disk_fn)
+        s->disk_fn(s->disk_ud, KV_DISK_CHECKPOINT, now_s() - t0);
     if (!code) code = kv_ckpt_write(w->dir, &c, &err);
     if (!code) kv_wal_remove_below(w->dir, c.seg);
     pthread_mutex_lock(&w->mu);
@@ -309,13 +322,14 @@ static void run_prepare(kv_wal *w) {
 }
 
 static void *ckpt_main(void *arg) {
-    kv_wal *w = arg;
+    kv_store *s = arg;
+    kv_wal *w = s->wal;
     pthread_mutex_lock(&w->mu);
     for (;;) {
         while (!w->job && !w->want_next && !w->stop)
             pthread_cond_wait(&w->cv, &w->mu);
         if (w->job)
-            run_job(w);
+            run_job(s);
         else if (w->want_next && !w->stop)
             run_prepare(w);
         else
@@ -436,7 +450,7 @@ int kv_wal_start(kv_store *s, const char *dir, kv_ckpt *c, const kv_options *opt
     }
     w->sync_ready = true;
     w->want_next = true; /* the first segment grows until a prepared one is ready */
-    if (pthread_create(&w->thr, NULL, ckpt_main, w))
+    if (pthread_create(&w->thr, NULL, ckpt_main, s))
         return kv_seterr(err, KV_ERR_NOMEM, "kvstore: cannot start the checkpoint thread");
     w->thr_started = true;
     return KV_OK;

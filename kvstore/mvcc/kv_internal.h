@@ -151,6 +151,8 @@ struct kv_store {
     void *lease_ud;
     kv_commit_fn commit_fn;
     void *commit_ud;
+    kv_disk_fn disk_fn;
+    void *disk_ud;
 };
 
 /* kv_checkpoint.c */

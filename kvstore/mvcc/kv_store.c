@@ -458,6 +458,11 @@ void kv_set_commit_cb(kv_store *s, kv_commit_fn fn, void *ud) {
     s->commit_ud = ud;
 }
 
+void kv_set_disk_observer(kv_store *s, kv_disk_fn fn, void *ud) {
+    s->disk_fn = fn;
+    s->disk_ud = ud;
+}
+
 void kv_fill_header(kv_store *s, Etcdserverpb__ResponseHeader *h, int64_t revision) {
     h->cluster_id = s->cluster_id;
     h->member_id = s->member_id;

@@ -157,6 +157,7 @@ struct kvs_server {
     kvs_srv_metrics metrics;
     kvs_rpc_metrics rpc[KVS_M__N];
     kvs_series *m_commit_seconds, *m_group_size; /* the writer's group commits */
+    kvs_series *m_wal_fsync, *m_backend_commit;  /* kv_set_disk_observer */
     kvs_method_ud mud[KVS_M__N];
     kvs_writer *writer;
     uv_timer_t park_timer;

@@ -255,6 +255,15 @@ static void test_restart_persistence(void **state) {
     assert_int_equal(call(c, P_COMPACT, &cr.base, &r), 0);
     free(r.data);
     cli_free(c);
+    /* a durable store reports its log flushes under etcd's metric name */
+    char *m = http_get(h->port, "/metrics");
+    assert_non_null(m);
+    const char *fs = strstr(m, "\netcd_disk_wal_fsync_duration_seconds_count ");
+    assert_non_null(fs);
+    assert_true(strtol(fs + strlen("\netcd_disk_wal_fsync_duration_seconds_count "), NULL, 10) >=
+                3);
+    assert_non_null(strstr(m, "\netcd_disk_backend_commit_duration_seconds_count "));
+    free(m);
     char *dir = srv_stop(h, true);
 
     h = srv_start_opts(dir, &o);
