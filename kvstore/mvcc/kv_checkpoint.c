@@ -165,6 +165,8 @@ static int replay_group(replay *r, const uint8_t *p, size_t n) {
     uint32_t count;
     memcpy(&count, p + 16, 4);
     if (before != atomic_load(&r->s->rev)) return corrupt(r, "record does not follow the store");
+    if (count > (n - 20) / 5)
+        return corrupt(r, "more items than bytes"); /* 5 bytes each at least */
     kv_write *wv = calloc(count ? count : 1, sizeof(*wv));
     kv_lease_op *lops = calloc(count ? count : 1, sizeof(*lops));
     ProtobufCMessage **msgs = calloc(count ? count : 1, sizeof(*msgs));

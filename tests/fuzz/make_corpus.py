@@ -370,8 +370,38 @@ def lab_seeds():
     return s
 
 
+def wal_seeds():
+    """fuzz_wal_replay: records replayed on a template store at revision 5 (lease 7 granted)."""
+    import struct
+
+    def group(before, after, items):
+        body = b"".join(bytes([t]) + struct.pack(">I", len(m)) + m for t, m in items)
+        return b"\x01" + struct.pack(">qq", before, after) + struct.pack("<I", len(items)) + body
+
+    def framed(*payloads):
+        return b"\x00" + b"".join(struct.pack("<H", len(p)) + p for p in payloads)
+
+    put = (1, op(2, put_req(b"/z", b"v")))
+    put_lease = (1, op(2, put_req(b"/y", b"w", lease=7)))
+    delete = (1, op(3, del_req(b"/a")))
+    grant = (2, f_varint(1, 60) + f_varint(2, 9))
+    revoke = (3, f_varint(1, 7))
+    txn = (1, op(4, txn_req(compares=[compare(b"/a", version=2)], success=[op(2, put_req(b"/t", b"1"))])))
+    s = {}
+    s["put"] = framed(group(5, 6, [put]))
+    s["group"] = framed(group(5, 8, [put, put_lease, grant, delete]))
+    s["revoke"] = framed(group(5, 6, [revoke]))
+    s["txn-then-compact"] = framed(group(5, 6, [txn]), b"\x02" + struct.pack(">q", 4))
+    s["two-records"] = framed(group(5, 6, [put]), group(6, 7, [delete]))
+    one = group(5, 6, [put])
+    s["torn-tail"] = b"\x01" + struct.pack("<II", len(one), 0xDEADBEEF) + one[:10]
+    s["zeros"] = b"\x01" + b"\x00" * 64
+    return s
+
+
 def main():
     groups = {
+        "fuzz_wal_replay": wal_seeds(),
         "fuzz_kv_request": kv_seeds(),
         "fuzz_watch_request": watch_seeds(),
         "fuzz_grpc_server": grpc_seeds(),

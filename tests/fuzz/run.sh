@@ -17,7 +17,7 @@ mkdir -p "$artifacts"
 
 # target:weight — the network-backed targets run slower per input, so they get more time.
 targets=(fuzz_grpc_server:3 fuzz_kv_request:2 fuzz_watch_request:2 fuzz_http1:2 fuzz_scn_parse:2
-         fuzz_labobj:1)
+         fuzz_labobj:1 fuzz_wal_replay:2)
 sum=0
 for t in "${targets[@]}"; do sum=$((sum + ${t#*:})); done
 
