@@ -54,7 +54,7 @@ static const char usage_text[] =
     "                                 preface + SETTINGS or an HTTP/1 request line within D\n"
     "                                 (0 = never) [10s]\n"
     "  --list-cache-bytes N           memory for encoded LIST responses (>= 32 KiB each) served\n"
-    "                                 again while the revision is unchanged; 0 = off [67108864]\n"
+    "                                 again while the revision is unchanged; 0 = off [268435456]\n"
     "  --unsafe-no-fsync              no write-ahead log, no fsync (benchmarks only: NOT durable)\n"
     "  --verbose                      log connections and lifecycle to stderr\n"
     "  --help                         this text\n"

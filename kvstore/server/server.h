@@ -54,7 +54,7 @@ extern "C" {
 #define KVS_DEFAULT_PROGRESS_MS       600000u            /* etcd: progress_notify every 10 min */
 #define KVS_DEFAULT_WATCH_QUEUE_BYTES ((size_t)64 << 20) /* commits in flight to the watch hub */
 #define KVS_LEASE_CHECK_MS            500                /* etcd's lessor expiry check period */
-#define KVS_DEFAULT_LIST_CACHE_BYTES  ((size_t)64 << 20) /* encoded LIST responses kept */
+#define KVS_DEFAULT_LIST_CACHE_BYTES  ((size_t)256 << 20) /* encoded LIST responses kept */
 
 /* Options; zero means the default. */
 typedef struct kvs_server_opts {
@@ -88,7 +88,7 @@ typedef struct kvs_server_opts {
      * answered from one encoded response, sent by reference. Responses of at least 32 KiB are
      * kept, up to this many bytes in all (least recently used evicted; all dropped on a
      * write). list_cache_off disables it (kvstore's --list-cache-bytes 0). */
-    size_t list_cache_bytes; /* [64 MiB] */
+    size_t list_cache_bytes; /* [256 MiB] */
     bool list_cache_off;
     /* Optional log hook (verbose mode): one line per event, no trailing newline. */
     void (*log)(void *ud, const char *line);
