@@ -5,6 +5,8 @@
  * fails with UNAVAILABLE and on_disconnect fires. grpc_client_abort() makes the same loss on
  * purpose (a network blip, a load balancer's reset): the socket is closed with SO_LINGER 0, so
  * the server reads ECONNRESET rather than an orderly EOF, and no GOAWAY is sent.
+ * The connection also owns one reusable receive buffer for large unary responses (an own
+ * mapping with transparent huge pages, unmapped after GRPC_CLIENT_BIG_IDLE_MS idle).
  * Re-entrancy: user callbacks may call grpc_client_free(); the actual teardown is deferred
  * until the library's own frames are off the stack (busy counter), memory is released in the
  * last uv close callback. */
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static void client_do_free(grpc_client *c);
 static void on_idle(uv_idle_t *h);
@@ -33,11 +36,60 @@ void grpc_client_schedule(h2io *io) {
     if (!c->dead && c->connected) uv_idle_start(&c->idle, on_idle);
 }
 
+/* ---------------------------------------------------------------- large responses */
+
+/* Own anonymous mappings in whole 2 MiB units, with transparent huge pages where the kernel
+ * allows them (madvise mode): the receive copy and the caller's walk over the message then
+ * touch ~50 TLB entries per 100 MB instead of ~25,000. */
+#define BIG_UNIT ((size_t)2 << 20)
+
+static void big_unmap(grpc_client *c) {
+    if (c->big) munmap(c->big, c->big_cap);
+    c->big = NULL;
+    c->big_cap = 0;
+}
+
+static void on_big_idle(uv_timer_t *t) {
+    big_unmap(t->data);
+}
+
+uint8_t *grpc_client_big_take(grpc_client *c, size_t len, size_t *cap) {
+    if (c->big_lent || c->dead || len > SIZE_MAX - BIG_UNIT) return NULL;
+    if (c->big && c->big_cap < len) big_unmap(c);
+    if (!c->big) {
+        size_t n = (len + BIG_UNIT - 1) & ~(BIG_UNIT - 1);
+        void *m = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) return NULL;
+        (void)madvise(m, n, MADV_HUGEPAGE); /* a hint: 4 KiB pages work too */
+        c->big = m;
+        c->big_cap = n;
+    }
+    uv_timer_stop(&c->big_timer);
+    uint8_t *p = c->big;
+    *cap = c->big_cap;
+    c->big = NULL;
+    c->big_cap = 0;
+    c->big_lent = true;
+    return p;
+}
+
+void grpc_client_big_return(grpc_client *c, uint8_t *p, size_t cap) {
+    c->big_lent = false;
+    if (c->dead || c->freed || c->free_requested) {
+        munmap(p, cap);
+        return;
+    }
+    c->big = p;
+    c->big_cap = cap;
+    uv_timer_start(&c->big_timer, on_big_idle, GRPC_CLIENT_BIG_IDLE_MS, 0);
+}
+
 /* ---------------------------------------------------------------- connection loss */
 
 static void on_handle_closed(uv_handle_t *h) {
     grpc_client *c = h->data;
     if (--c->closes_pending == 0 && c->freed) {
+        big_unmap(c);
         h2io_free_buffers(&c->io);
         free(c->rbuf);
         free(c->host);
@@ -56,6 +108,8 @@ static void conn_lost(grpc_client *c, int err, const char *msg) {
         c->io.ng = NULL;
     }
     grpc_client_fail_calls(c, GRPC_STATUS_UNAVAILABLE, msg);
+    big_unmap(c); /* the calls gave theirs back: unmapped, as the connection is dead */
+    uv_timer_stop(&c->big_timer);
     h2io_drop_pending(&c->io);
     if (c->tcp_inited && !uv_is_closing((uv_handle_t *)&c->tcp)) {
         uv_read_stop((uv_stream_t *)&c->tcp);
@@ -239,6 +293,7 @@ grpc_client *grpc_client_new(uv_loop_t *loop, const char *target, const grpc_cli
         ok = nghttp2_submit_settings(c->io.ng, NGHTTP2_FLAG_NONE, iv, 2) == 0 &&
              nghttp2_session_set_local_window_size(c->io.ng, NGHTTP2_FLAG_NONE, 0,
                                                    (int32_t)o->conn_window_size) == 0;
+        c->conn_window = (int32_t)o->conn_window_size;
     }
     c->creq.data = c;
     c->gai.data = c;
@@ -260,6 +315,9 @@ grpc_client *grpc_client_new(uv_loop_t *loop, const char *target, const grpc_cli
     c->idle.data = c;
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
+    uv_timer_init(loop, &c->big_timer);
+    c->big_timer.data = c;
+    uv_unref((uv_handle_t *)&c->big_timer); /* an idle buffer never keeps the loop alive */
     uv_tcp_init(loop, &c->tcp);
     c->tcp.data = c;
     c->tcp_inited = true;
@@ -279,9 +337,10 @@ static void client_do_free(grpc_client *c) {
         uv_cancel((uv_req_t *)&c->gai);
         c->closes_pending++;
     }
-    c->closes_pending += 2;
+    c->closes_pending += 3;
     uv_close((uv_handle_t *)&c->idle, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&c->big_timer, on_handle_closed);
     if (!uv_is_closing((uv_handle_t *)&c->tcp)) {
         c->closes_pending++;
         uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
