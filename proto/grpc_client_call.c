@@ -181,8 +181,8 @@ static size_t big_feed(grpc_cstream *s, const uint8_t *data, size_t len) {
     size_t taken = 0;
     if (!s->big) {
         if (s->got_resp || gdeframer_partial(&s->df) || len < 5 || data[0] != 0) return 0;
-        size_t mlen = ((size_t)data[1] << 24) | ((size_t)data[2] << 16) |
-                      ((size_t)data[3] << 8) | data[4];
+        size_t mlen =
+            ((size_t)data[1] << 24) | ((size_t)data[2] << 16) | ((size_t)data[3] << 8) | data[4];
         if (mlen < GRPC_CLIENT_BIG_MIN || mlen > s->df.max || mlen <= len - 5) return 0;
         if (mlen > s->c->big_seen) s->c->big_seen = mlen;
         s->big = grpc_client_big_take(s->c, mlen, &s->big_cap);
