@@ -304,6 +304,13 @@ static int serve(int argc, char **argv) {
     a.sigint.data = a.sigterm.data = &a;
     uv_signal_start(&a.sigint, on_signal, SIGINT);
     uv_signal_start(&a.sigterm, on_signal, SIGTERM);
+    kv_status st;
+    kv_status_get(kvs_server_store(a.srv), &st);
+    if (st.wal_replayed)
+        fprintf(stderr,
+                "kvstore: recovered from an unclean stop: replayed %lld write-ahead log records, "
+                "at revision %lld\n",
+                (long long)st.wal_replayed, (long long)st.revision);
     printf("kvstore: serving etcd v3 API on %s:%d (data-dir %s)\n", host, kvs_server_port(a.srv),
            o.data_dir);
     fflush(stdout);

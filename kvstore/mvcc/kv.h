@@ -127,6 +127,7 @@ typedef struct kv_status {
     int64_t db_size;        /* bytes of the LMDB file */
     int64_t db_size_in_use; /* bytes of pages in use */
     int64_t keys;           /* live keys at the current revision */
+    int64_t wal_replayed;   /* write-ahead log records kv_open replayed (an unclean stop) */
 } kv_status;
 
 void kv_status_get(kv_store *s, kv_status *st);

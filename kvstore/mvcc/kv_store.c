@@ -493,6 +493,7 @@ void kv_status_get(kv_store *s, kv_status *st) {
     st->compact_finished = atomic_load(&s->compact_finished);
     st->cluster_id = s->cluster_id;
     st->member_id = s->member_id;
+    st->wal_replayed = s->wal ? (int64_t)s->wal->replayed : 0;
     struct stat fst;
     if (stat(s->path, &fst) == 0) st->db_size = fst.st_size;
     MDB_txn *txn;
