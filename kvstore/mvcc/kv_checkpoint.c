@@ -76,6 +76,22 @@ int kv_wal_fail(kv_store *s, kv_err *err) {
     return err->code;
 }
 
+int kv_wal_commit_failed(kv_store *s, kv_err *err) {
+    kv_wal *w = s->wal;
+    /* The record is on disk, its group is not in LMDB, and the client gets an error: erase the
+     * record (a zero length ends a segment's records), or a restart would replay a write that
+     * was reported failed, and one that failed for space (MDB_MAP_FULL) would fail again and
+     * keep the store from opening. Writes stay stopped either way: LMDB's state is in doubt. */
+    size_t n = WAL_REC_HDR + w->rec.len;
+    if (w->f.fd >= 0 && w->f.size >= n) {
+        static const uint8_t zero[WAL_REC_HDR];
+        if (pwrite(w->f.fd, zero, sizeof zero, (off_t)(w->f.size - n)) == (ssize_t)sizeof zero &&
+            fdatasync(w->f.fd) == 0)
+            w->f.size -= n;
+    }
+    return kv_wal_fail(s, err);
+}
+
 int kv_wal_check(kv_store *s, kv_err *err) {
     if (!s->wal || !s->wal->failed) return KV_OK;
     if (err) *err = s->wal->fail_err;
@@ -90,7 +106,7 @@ static double now_s(void) {
 
 static int append(kv_store *s, kv_err *err) {
     kv_wal *w = s->wal;
-    maybe_rotate(w, w->rec.len + 8);
+    maybe_rotate(w, w->rec.len + WAL_REC_HDR);
     double t0 = s->disk_fn ? now_s() : 0;
     int code = kv_wal_append(&w->f, w->rec.p, w->rec.len, err);
     if (code) return kv_wal_fail(s, err);

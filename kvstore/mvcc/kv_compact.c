@@ -46,7 +46,7 @@ int kv_compact(kv_store *s, int64_t rev, kv_err *err) {
     rc = mdb_txn_commit(txn);
     if (rc) {
         kv_mdb_err(err, rc, "commit compaction");
-        if (s->wal) kv_wal_fail(s, err);
+        if (s->wal) kv_wal_commit_failed(s, err);
         return err->code;
     }
     atomic_store(&s->compact_rev, rev);

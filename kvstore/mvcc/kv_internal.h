@@ -116,6 +116,7 @@ typedef struct kv_wal {
     uint64_t ckpts;
 } kv_wal;
 
+#define WAL_REC_HDR 8 /* a log record's header: u32 LE length, u32 LE CRC-32C */
 uint32_t kv_crc32c(const uint8_t *p, size_t n);
 bool kv_wal_is_own_file(const char *name);
 bool kv_wal_has_segments(const char *dir);
@@ -162,6 +163,8 @@ int kv_wal_start(kv_store *s, const char *dir, kv_ckpt *c, const kv_options *opt
 void kv_wal_close(kv_store *s, bool final_ckpt);
 int kv_wal_check(kv_store *s, kv_err *err); /* the sticky failure, if any */
 int kv_wal_fail(kv_store *s, kv_err *err);  /* makes err sticky; returns its code */
+/* After a logged group failed to commit in LMDB: erases its record, then kv_wal_fail. */
+int kv_wal_commit_failed(kv_store *s, kv_err *err);
 struct kv_write;
 int kv_wal_log_group(kv_store *s, const struct kv_write *wv, size_t n, int64_t rev_before,
                      int64_t rev_after, kv_err *err);

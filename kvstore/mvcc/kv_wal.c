@@ -42,7 +42,6 @@
 
 #define CKPT_MAGIC     "relistlab-ckpt2\n"
 #define CKPT_FIXED     (16 + 4 + 4 + 8 + 8 + 8) /* magic, psize, reserved, revision, seg, off */
-#define WAL_HDR        8
 #define WAL_MAX_RECORD ((uint32_t)1 << 30)
 
 /* ---- CRC-32C (Castagnoli): the SSE4.2 instruction when the CPU has it, else a table ---- */
@@ -282,11 +281,11 @@ void kv_wal_segment_close(kv_wal_file *f) {
 int kv_wal_append(kv_wal_file *f, const uint8_t *p, size_t n, kv_err *err) {
     if (f->fd < 0) return kv_seterr(err, KV_ERR_IO, "kvstore: write-ahead log is not open");
     if (n > WAL_MAX_RECORD) return kv_seterr(err, KV_ERR_INVALID, "kvstore: group too large");
-    uint8_t hdr[WAL_HDR];
+    uint8_t hdr[WAL_REC_HDR];
     u32le_put(hdr, (uint32_t)n);
     u32le_put(hdr + 4, kv_crc32c(p, n));
-    struct iovec iov[2] = {{hdr, WAL_HDR}, {(void *)p, n}};
-    size_t want = WAL_HDR + n;
+    struct iovec iov[2] = {{hdr, WAL_REC_HDR}, {(void *)p, n}};
+    size_t want = WAL_REC_HDR + n;
     ssize_t w;
     do
         w = pwritev(f->fd, iov, 2, (off_t)f->size);
@@ -385,14 +384,14 @@ int kv_wal_scan(const char *dir, uint64_t from, uint64_t from_off, kv_wal_rec_fn
         while (!code && off < size) {
             if (size - off >= 4 ? u32le_get(b + off) == 0 : !memcmp(b + off, "\0\0\0", size - off))
                 break; /* the prepared zeros */
-            uint32_t len = size - off >= WAL_HDR ? u32le_get(b + off) : 0;
-            bool ok = size - off >= WAL_HDR && len <= size - off - WAL_HDR &&
-                      kv_crc32c(b + off + WAL_HDR, len) == u32le_get(b + off + 4);
+            uint32_t len = size - off >= WAL_REC_HDR ? u32le_get(b + off) : 0;
+            bool ok = size - off >= WAL_REC_HDR && len <= size - off - WAL_REC_HDR &&
+                      kv_crc32c(b + off + WAL_REC_HDR, len) == u32le_get(b + off + 4);
             if (!ok) {
                 /* A torn append is the last one: only zeros (or the end) follow it, in this
                  * segment and in every later one. Anything else is a damaged record. */
-                size_t body = size - off >= WAL_HDR ? size - off - WAL_HDR : 0;
-                size_t after = off + WAL_HDR + (len < body ? len : body);
+                size_t body = size - off >= WAL_REC_HDR ? size - off - WAL_REC_HDR : 0;
+                size_t after = off + WAL_REC_HDR + (len < body ? len : body);
                 for (size_t k = after; k < size && !code; k++)
                     if (b[k])
                         code = kv_seterr(err, KV_ERR_CORRUPT,
@@ -407,8 +406,8 @@ int kv_wal_scan(const char *dir, uint64_t from, uint64_t from_off, kv_wal_rec_fn
                 i = n; /* nothing after a torn tail was ever acknowledged */
                 break;
             }
-            code = fn(ud, b + off + WAL_HDR, len);
-            off += WAL_HDR + len;
+            code = fn(ud, b + off + WAL_REC_HDR, len);
+            off += WAL_REC_HDR + len;
         }
         free(b);
     }

@@ -423,7 +423,7 @@ int kv_apply(kv_store *s, kv_write *wv, size_t n, kv_err *err) {
             w.txn = NULL;
             if (rc) {
                 code = kv_mdb_err(err, rc, "commit");
-                if (s->wal) kv_wal_fail(s, err); /* the log now holds a group LMDB does not */
+                if (s->wal) kv_wal_commit_failed(s, err); /* the log holds a group LMDB does not */
                 break;
             }
             atomic_store(&s->rev, w.rev);
