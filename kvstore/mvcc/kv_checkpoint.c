@@ -224,7 +224,12 @@ static int replay_group(replay *r, const uint8_t *p, size_t n) {
     }
     if (!code && kv_apply(r->s, wv, count, r->err) == KV_OK) {
         for (size_t j = 0; j < count && !code; j++)
-            if (wv[j].err.code) code = corrupt(r, "a logged request fails on replay");
+            if (wv[j].err.code == KV_ERR_NOSPACE) /* not damage: the map is too small for it */
+                code = kv_seterr(r->err, KV_ERR_NOSPACE,
+                                 "%s (replaying the write-ahead log; a larger quota opens it)",
+                                 kv_code_message(KV_ERR_NOSPACE));
+            else if (wv[j].err.code)
+                code = corrupt(r, "a logged request fails on replay");
         if (!code && atomic_load(&r->s->rev) != after) code = corrupt(r, "revisions diverge");
     } else if (!code) {
         code = r->err->code;
