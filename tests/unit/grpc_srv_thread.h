@@ -1,15 +1,20 @@
 /* grpc_srv_thread.h — a grpc_server on its own loop thread, for the suites that poke it with
  * raw sockets (test_grpc_raw.c, test_grpc_keepalive.c): start on an ephemeral loopback port,
  * run a function on the server's loop and wait for it, an HTTP/1 hand-over hook that counts
- * and answers "ok", and a clean stop.
+ * and answers "ok", a clean stop; and the raw side: connect, send, write one HTTP/2 frame.
  *
  * Header-only (static inline) like etcd_proc.h; include after <cmocka.h> (it asserts). */
 #ifndef RELIST_TEST_GRPC_SRV_THREAD_H
 #define RELIST_TEST_GRPC_SRV_THREAD_H
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 
 #include "grpc.h"
 
@@ -102,6 +107,35 @@ static inline void srv_stop(srv_thread *t) {
     uv_run(&t->loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&t->loop), 0);
     free(t);
+}
+
+/* ---------------------------------------------------------------- the raw side */
+
+/* A loopback connection; rcv_timeout_s > 0 bounds each read (0 = block). */
+static inline int raw_connect(int port, int rcv_timeout_s) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    if (rcv_timeout_s > 0) {
+        struct timeval tv = {.tv_sec = rcv_timeout_s};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    }
+    return fd;
+}
+
+static inline void raw_send(int fd, const void *p, size_t n) {
+    assert_int_equal(send(fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+static inline void raw_frame(int fd, uint8_t type, uint8_t flags, uint32_t sid, const void *p,
+                             size_t n) {
+    uint8_t h[9] = {
+        (uint8_t)(n >> 16),   (uint8_t)(n >> 8),    (uint8_t)n,          type,        flags,
+        (uint8_t)(sid >> 24), (uint8_t)(sid >> 16), (uint8_t)(sid >> 8), (uint8_t)sid};
+    raw_send(fd, h, 9);
+    if (n) raw_send(fd, p, n);
 }
 
 #endif

@@ -87,30 +87,9 @@ static int64_t now_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int raw_connect(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-    return fd;
-}
-
-static void raw_send(int fd, const void *p, size_t n) {
-    assert_int_equal(send(fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
-}
-
-static void raw_frame(int fd, uint8_t type, uint8_t flags, uint32_t sid, const void *p, size_t n) {
-    uint8_t h[9] = {
-        (uint8_t)(n >> 16),   (uint8_t)(n >> 8),    (uint8_t)n,          type,        flags,
-        (uint8_t)(sid >> 24), (uint8_t)(sid >> 16), (uint8_t)(sid >> 8), (uint8_t)sid};
-    raw_send(fd, h, 9);
-    if (n) raw_send(fd, p, n);
-}
-
 /* Preface + empty SETTINGS: a completed handshake. */
 static int h2_open(int port) {
-    int fd = raw_connect(port);
+    int fd = raw_connect(port, 0);
     raw_send(fd, PREFACE, 24);
     raw_frame(fd, NGHTTP2_SETTINGS, 0, 0, NULL, 0);
     return fd;
@@ -272,7 +251,7 @@ static void test_handshake_timeout(void **state) {
                                          "GET /me",      "preface + SETTINGS"};
     reader *r[N];
     for (int i = 0; i < N; i++)
-        r[i] = reader_new(raw_connect(t->port));
+        r[i] = reader_new(raw_connect(t->port, 0));
     raw_send(r[MAGIC]->fd, PREFACE, 24);
     raw_send(r[HALF_SETTINGS]->fd, PREFACE, 24);
     uint8_t hdr[9] = {0, 0, 6, NGHTTP2_SETTINGS, 0, 0, 0, 0, 0}; /* 6 payload bytes never sent */
@@ -500,7 +479,7 @@ static void test_rules_off(void **state) {
                           .keepalive_interval_ms = GRPC_OPT_NEVER,
                           .keepalive_min_time_ms = GRPC_OPT_NEVER};
     srv_thread *t = srv_start(&o);
-    reader *silent = reader_new(raw_connect(t->port));
+    reader *silent = reader_new(raw_connect(t->port, 0));
     reader *r = reader_new(h2_open(t->port));
     for (int i = 0; i < 8; i++)
         send_ping(r->fd, i);

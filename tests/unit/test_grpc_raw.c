@@ -53,29 +53,6 @@ static grpc_server_stats srv_stats(srv_thread *t) {
 
 /* ---------------------------------------------------------------- raw socket helpers */
 
-static int raw_connect(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-    struct timeval tv = {.tv_sec = 3};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    return fd;
-}
-
-static void raw_send(int fd, const void *p, size_t n) {
-    assert_int_equal(send(fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
-}
-
-static void raw_frame(int fd, uint8_t type, uint8_t flags, uint32_t sid, const void *p, size_t n) {
-    uint8_t h[9] = {
-        (uint8_t)(n >> 16),   (uint8_t)(n >> 8),    (uint8_t)n,          type,        flags,
-        (uint8_t)(sid >> 24), (uint8_t)(sid >> 16), (uint8_t)(sid >> 8), (uint8_t)sid};
-    raw_send(fd, h, 9);
-    if (n) raw_send(fd, p, n);
-}
-
 static bool read_full(int fd, uint8_t *p, size_t n) {
     while (n) {
         ssize_t k = recv(fd, p, n, 0);
@@ -218,7 +195,7 @@ static int normal_call(int port) {
 
 /* Preface + empty SETTINGS, then skips the server's SETTINGS / ACK frames. */
 static int h2_open(int port) {
-    int fd = raw_connect(port);
+    int fd = raw_connect(port, 3);
     raw_send(fd, PREFACE, 24);
     raw_frame(fd, NGHTTP2_SETTINGS, 0, 0, NULL, 0);
     return fd;
@@ -230,11 +207,11 @@ static void test_garbage_preface(void **state) {
     (void)state;
     grpc_server_opts o = {0};
     srv_thread *t = srv_start(&o);
-    int fd = raw_connect(t->port);
+    int fd = raw_connect(t->port, 3);
     raw_send(fd, "\x16\x03\x01garbage-not-http2-at-all", 27);
     assert_true(raw_closed(fd));
     close(fd);
-    fd = raw_connect(t->port);
+    fd = raw_connect(t->port, 3);
     raw_send(fd, "GET / HTTP/1.1\r\n\r\n", 18); /* no on_http1 hook: closed too */
     assert_true(raw_closed(fd));
     close(fd);
@@ -248,7 +225,7 @@ static void test_http1_handoff(void **state) {
     (void)state;
     grpc_server_opts o = {.on_http1 = srv_on_http1};
     srv_thread *t = srv_start(&o);
-    int fd = raw_connect(t->port);
+    int fd = raw_connect(t->port, 3);
     raw_send(fd, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27);
     char buf[256] = {0};
     size_t got = 0;
@@ -353,7 +330,7 @@ static void test_max_connections(void **state) {
     frame *f = malloc(sizeof *f);
     assert_true(raw_read_frame(fd1, f)); /* first one is served: SETTINGS */
     assert_int_equal(f->type, NGHTTP2_SETTINGS);
-    int fd2 = raw_connect(t->port);
+    int fd2 = raw_connect(t->port, 3);
     assert_true(raw_closed(fd2));
     close(fd2);
     close(fd1);
@@ -370,7 +347,7 @@ static void test_random_input(void **state) {
     uint32_t seed = 12345;
     uint8_t buf[4096];
     for (int round = 0; round < 150; round++) {
-        int fd = raw_connect(t->port);
+        int fd = raw_connect(t->port, 3);
         if (round % 3) raw_send(fd, PREFACE, 24);
         size_t n = 0;
         /* frame-shaped noise: random headers with plausible lengths, random payloads */
