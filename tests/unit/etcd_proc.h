@@ -4,7 +4,7 @@
  *   - a real etcd 3.4 (or our `kvstore serve`) as a child process on such ports with a
  *     temporary data dir: start, wait until it answers, kill, remove its files;
  *   - running a uv loop until a flag is set (or a predicate holds), and a synchronous unary gRPC
- * call on top of it;
+ * call on top of it, with a client on its own loop (cli);
  *   - for the suites that run `kvstore serve --listen 127.0.0.1:0` themselves (test_crash_kill.c,
  *     hostile_common.h): where the binary is, the child's exec, and the port it announces;
  *   - a TxnRequest of n puts (etcd's ops limit and duplicate-key checks).
@@ -127,6 +127,39 @@ static inline int unary_wait(uv_loop_t *loop, grpc_client *c, const char *path,
     int st = unary_raw_wait(loop, c, path, buf, n, r, deadline_ms, wait_ms);
     free(buf);
     return st;
+}
+
+/* A client on its own loop for the synchronous calls above (srv_harness.h, hostile_common.h):
+ * NULL when the client cannot be made. cli_free runs the loop until the client is gone. */
+typedef struct cli {
+    uv_loop_t loop;
+    grpc_client *c;
+} cli;
+
+static inline cli *cli_open(int port, size_t max_recv_msg_size) {
+    cli *c = calloc(1, sizeof *c);
+    if (!c || uv_loop_init(&c->loop) != 0) {
+        free(c);
+        return NULL;
+    }
+    char target[64];
+    snprintf(target, sizeof target, "127.0.0.1:%d", port);
+    grpc_client_opts o = {.max_recv_msg_size = max_recv_msg_size};
+    if (!(c->c = grpc_client_new(&c->loop, target, &o))) {
+        uv_loop_close(&c->loop);
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* 0, or -1 when the loop would not close (a handle left open). */
+static inline int cli_close(cli *c) {
+    grpc_client_free(c->c);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    int rc = uv_loop_close(&c->loop);
+    free(c);
+    return rc == 0 ? 0 : -1;
 }
 
 /* ================================================================ the server process */

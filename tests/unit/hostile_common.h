@@ -169,63 +169,23 @@ static inline void server_stop(server *s) {
 
 /* ================================================================ a synchronous gRPC client */
 
-typedef struct cli {
-    uv_loop_t loop;
-    grpc_client *c;
-} cli;
-
-typedef struct reply {
-    bool done;
-    int status;
-    char message[256];
-    uint8_t *data;
-    size_t len;
-} reply;
-
 static inline cli *cli_new(int port) {
-    cli *c = calloc(1, sizeof *c);
-    uv_loop_init(&c->loop);
-    char target[64];
-    snprintf(target, sizeof target, "127.0.0.1:%d", port);
-    grpc_client_opts o = {.max_recv_msg_size = 512u << 20};
-    c->c = grpc_client_new(&c->loop, target, &o);
-    assert_non_null(c->c);
+    cli *c = cli_open(port, 512u << 20);
+    assert_non_null(c);
     return c;
 }
 
 static inline void cli_free(cli *c) {
-    grpc_client_free(c->c);
-    uv_run(&c->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&c->loop), 0);
-    free(c);
+    assert_int_equal(cli_close(c), 0);
 }
 
-static inline void on_reply(void *ud, int status, const char *message, const uint8_t *resp,
-                            size_t len) {
-    reply *r = ud;
-    r->done = true;
-    r->status = status;
-    snprintf(r->message, sizeof r->message, "%s", message);
-    free(r->data);
-    r->data = malloc(len ? len : 1);
-    if (resp) memcpy(r->data, resp, len);
-    r->len = len;
+/* etcd_proc.h's synchronous unary call, with deadlines for a server under attack */
+static inline int call_raw(cli *c, const char *path, const void *req, size_t len, result *r) {
+    return unary_raw_wait(&c->loop, c->c, path, req, len, r, 60000, 70000);
 }
 
-static inline int call_raw(cli *c, const char *path, const void *req, size_t len, reply *r) {
-    r->done = false;
-    if (grpc_client_unary(c->c, path, req, len, 60000, on_reply, r) != 0) return -100;
-    if (!run_until(&c->loop, &r->done, 70000)) return -101;
-    return r->status;
-}
-
-static inline int call(cli *c, const char *path, const ProtobufCMessage *m, reply *r) {
-    size_t n = protobuf_c_message_get_packed_size(m);
-    uint8_t *buf = malloc(n ? n : 1);
-    protobuf_c_message_pack(m, buf);
-    int st = call_raw(c, path, buf, n, r);
-    free(buf);
-    return st;
+static inline int call(cli *c, const char *path, const ProtobufCMessage *m, result *r) {
+    return unary_wait(&c->loop, c->c, path, m, r, 60000, 70000);
 }
 
 static inline ProtobufCBinaryData bd(const char *s) {
@@ -240,7 +200,7 @@ static inline void check_alive(const server *s, const char *what) {
     Etcdserverpb__PutRequest p = ETCDSERVERPB__PUT_REQUEST__INIT;
     p.key = bd(key);
     p.value = bd("ok");
-    reply r = {0};
+    result r = {0};
     int st = call(c, P_PUT, &p.base, &r);
     if (st != 0) fail_msg("%s: Put afterwards: %d %s", what, st, r.message);
     Etcdserverpb__RangeRequest q = ETCDSERVERPB__RANGE_REQUEST__INIT;

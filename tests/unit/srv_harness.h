@@ -155,31 +155,18 @@ static inline void get_kvs_stats(srvh *h, void *arg) {
 
 /* ================================================================ client side */
 
-typedef struct cli {
-    uv_loop_t loop;
-    grpc_client *c;
-} cli;
-
 static inline void sleep_loop(uv_loop_t *loop, uint64_t ms) {
     run_for(loop, ms);
 }
 
 static inline cli *cli_new(int port) {
-    cli *c = calloc(1, sizeof *c);
-    uv_loop_init(&c->loop);
-    char target[64];
-    snprintf(target, sizeof target, "127.0.0.1:%d", port);
-    grpc_client_opts co = {.max_recv_msg_size = 256u << 20};
-    c->c = grpc_client_new(&c->loop, target, &co);
-    assert_non_null(c->c);
+    cli *c = cli_open(port, 256u << 20);
+    assert_non_null(c);
     return c;
 }
 
 static inline void cli_free(cli *c) {
-    grpc_client_free(c->c);
-    uv_run(&c->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&c->loop), 0);
-    free(c);
+    assert_int_equal(cli_close(c), 0);
 }
 
 static inline int call_raw(cli *c, const char *path, const void *req, size_t len, result *r) {

@@ -274,37 +274,13 @@ static bool writers_idle(void *arg) {
 
 /* ================================================================ synchronous unary calls */
 
-typedef struct reply {
-    bool done;
-    int status;
-    char message[256];
-    uint8_t *data;
-    size_t len;
-} reply;
-
-static void on_reply(void *ud, int status, const char *message, const uint8_t *resp, size_t len) {
-    reply *r = ud;
-    r->done = true;
-    r->status = status;
-    snprintf(r->message, sizeof r->message, "%s", message);
-    r->data = malloc(len ? len : 1);
-    if (resp) memcpy(r->data, resp, len);
-    r->len = len;
-}
-
-static reply *g_reply; /* the one synchronous call in flight (test-local, single thread) */
-static bool reply_done(void *arg) {
-    (void)arg;
-    return g_reply->done;
-}
-
 static Etcdserverpb__RangeResponse *range_sync(crash *t, Etcdserverpb__RangeRequest *q) {
     uint8_t buf[512];
     size_t n = etcdserverpb__range_request__pack(q, buf);
-    reply r = {0};
-    g_reply = &r;
-    assert_int_equal(grpc_client_unary(t->cl[0], P_RANGE, buf, n, 20000, on_reply, &r), 0);
-    if (!run_until_fn(&t->loop, reply_done, t, 30000)) fail_msg("range: no answer");
+    result r = {0};
+    int st = unary_raw_wait(&t->loop, t->cl[0], P_RANGE, buf, n, &r, 20000, 30000);
+    if (st == -100) fail_msg("range: no answer");
+    assert_true(st >= 0); /* the call was sent */
     if (r.status != 0) fail_msg("range: %s %s", grpc_status_name(r.status), r.message);
     Etcdserverpb__RangeResponse *rr = etcdserverpb__range_response__unpack(NULL, r.len, r.data);
     free(r.data);

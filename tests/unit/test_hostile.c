@@ -93,7 +93,7 @@ static void seed(cli *c, const char *prefix, int n, size_t vlen, int per) {
     Etcdserverpb__RequestOp *ops = calloc((size_t)per, sizeof *ops);
     Etcdserverpb__RequestOp **opp = calloc((size_t)per, sizeof *opp);
     char(*keys)[48] = calloc((size_t)per, sizeof *keys);
-    reply r = {0};
+    result r = {0};
     for (int b = 0; b < n; b += per) {
         int m = n - b < per ? n - b : per;
         for (int i = 0; i < m; i++) {
@@ -213,7 +213,7 @@ static void test_unread_list(void **state) {
 
 static void expect_status(cli *c, const char *path, const ProtobufCMessage *m, int code,
                           const char *msg_part) {
-    reply r = {0};
+    result r = {0};
     int st = call(c, path, m, &r);
     if (st != code || (msg_part && !strstr(r.message, msg_part)))
         fail_msg("%s: want %s \"%s\", got %d (%s) \"%s\"", path, grpc_status_name(code),
@@ -293,7 +293,7 @@ static void test_limits_and_nesting(void **state) {
     for (size_t i = 0; i < sizeof depths / sizeof *depths; i++) {
         uint8_t *m;
         size_t n = nested_txn(depths[i], &m);
-        reply r = {0};
+        result r = {0};
         int st = call_raw(c, P_TXN, m, n, &r);
         print_message("  txn nested %d deep (%zu bytes) -> %s \"%s\"\n", depths[i], n,
                       grpc_status_name(st), r.message);
@@ -357,7 +357,7 @@ static void test_range_100k_then_watch(void **state) {
     Etcdserverpb__RangeRequest q = ETCDSERVERPB__RANGE_REQUEST__INIT;
     q.key = bd("/big/");
     q.range_end = bd("/big0");
-    reply r = {0};
+    result r = {0};
     t0 = uv_hrtime();
     int st = call(c, P_RANGE, &q.base, &r);
     double range_ms = (double)(uv_hrtime() - t0) / 1e6;

@@ -174,7 +174,7 @@ static void test_keepalive_flags(void **state) {
     Etcdserverpb__PutRequest p = ETCDSERVERPB__PUT_REQUEST__INIT;
     p.key = bd("/ka/key");
     p.value = bd("v");
-    reply r = {0};
+    result r = {0};
     assert_int_equal(call(c, P_PUT, &p.base, &r), 0);
     run_for(&c->loop, 1000); /* ~5 keepalive intervals of silence */
     assert_int_equal(call(c, P_PUT, &p.base, &r), 0);
