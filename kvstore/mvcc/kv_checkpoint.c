@@ -315,11 +315,9 @@ static void run_job(kv_store *s) {
     if (!code) code = kv_ckpt_write(w->dir, &c, &err);
     if (!code) kv_wal_remove_below(w->dir, c.seg);
     pthread_mutex_lock(&w->mu);
-    MDB_txn *old = code ? pin : w->pin; /* a failed one keeps the previous checkpoint */
-    if (!code)
-        w->pin = pin, w->ckpts++;
-    else
-        w->bg_err = err;
+    MDB_txn *old = code ? pin : w->pin; /* a failed one keeps the previous checkpoint; the next
+                                           commit past the threshold tries again */
+    if (!code) w->pin = pin;
     w->job = false;
     w->job_pin = NULL;
     pthread_mutex_unlock(&w->mu);
@@ -335,13 +333,11 @@ static void run_prepare(kv_wal *w) {
     kv_err err;
     int code = kv_wal_segment_create(&nf, w->dir, seg, w->seg_bytes, &err);
     pthread_mutex_lock(&w->mu);
-    if (code) {
-        w->bg_err = err; /* appends grow the current segment instead */
-    } else if (w->f.seg + 1 == seg) {
+    if (!code && w->f.seg + 1 == seg)
         w->next = nf;
-    } else {
+    else if (!code)
         kv_wal_segment_close(&nf);
-    }
+    /* on failure appends grow the current segment instead */
 }
 
 static void *ckpt_main(void *arg) {
@@ -392,8 +388,7 @@ void kv_wal_committed(kv_store *s) {
 /* ---- open / close ---- */
 
 int kv_wal_prepare(const char *dir, const char *data_path, bool have_data, kv_ckpt *c,
-                   bool *restored, kv_err *err) {
-    *restored = false;
+                   kv_err *err) {
     int found = kv_ckpt_read(dir, c, err);
     if (found < 0) return -found;
     if (!found) {
@@ -405,7 +400,7 @@ int kv_wal_prepare(const char *dir, const char *data_path, bool have_data, kv_ck
     }
     if (!have_data)
         return kv_seterr(err, KV_ERR_CORRUPT, "kvstore: %s has a checkpoint but no data.mdb", dir);
-    return kv_ckpt_restore_metas(data_path, c, restored, err);
+    return kv_ckpt_restore_metas(data_path, c, err);
 }
 
 /* A store opened with no_sync keeps no log: once the replayed state is on disk the log goes,

@@ -104,7 +104,7 @@ typedef struct kv_wal {
     uint64_t seg_bytes; /* zeros a prepared segment holds */
     kv_wal_file next;   /* prepared by the checkpoint thread (fd -1 = none yet); under mu */
     bool want_next;     /* the writer asks for segment f.seg + 1; under mu */
-    /* the checkpoint thread; mu guards job, jc, job_pin, pin, stop, bg_err, ckpts */
+    /* the checkpoint thread; mu guards job, jc, job_pin, pin, stop, next, want_next */
     pthread_t thr;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -112,8 +112,6 @@ typedef struct kv_wal {
     kv_ckpt jc;
     MDB_txn *job_pin; /* snapshot of the running checkpoint */
     MDB_txn *pin;     /* snapshot of the last completed one: its pages must stay intact */
-    kv_err bg_err;    /* last background failure (the next checkpoint retries) */
-    uint64_t ckpts;
 } kv_wal;
 
 #define WAL_REC_HDR 8 /* a log record's header: u32 LE length, u32 LE CRC-32C */
@@ -124,7 +122,7 @@ int kv_wal_sync_dir(const char *dir, kv_err *err);
 int kv_ckpt_read(const char *dir, kv_ckpt *c, kv_err *err); /* 1 found, 0 none, <0 -code */
 int kv_ckpt_write(const char *dir, const kv_ckpt *c, kv_err *err);
 int kv_ckpt_capture_metas(int fd, uint32_t psize, uint8_t *out, kv_err *err);
-int kv_ckpt_restore_metas(const char *data_path, const kv_ckpt *c, bool *restored, kv_err *err);
+int kv_ckpt_restore_metas(const char *data_path, const kv_ckpt *c, kv_err *err);
 /* Creates segment `seg` with `zeros` bytes of flushed zeros (0 = empty, grows). */
 int kv_wal_segment_create(kv_wal_file *f, const char *dir, uint64_t seg, uint64_t zeros,
                           kv_err *err);
@@ -157,8 +155,7 @@ struct kv_store {
 };
 
 /* kv_checkpoint.c */
-int kv_wal_prepare(const char *dir, const char *data_path, bool have_data, kv_ckpt *c,
-                   bool *restored, kv_err *err);
+int kv_wal_prepare(const char *dir, const char *data_path, bool have_data, kv_ckpt *c, kv_err *err);
 int kv_wal_start(kv_store *s, const char *dir, kv_ckpt *c, const kv_options *opt, kv_err *err);
 void kv_wal_close(kv_store *s, bool final_ckpt);
 int kv_wal_check(kv_store *s, kv_err *err); /* the sticky failure, if any */

@@ -353,10 +353,9 @@ int kv_open(const char *dir, const kv_options *opt, kv_store **out, kv_err *err)
     MDB_txn *txn = NULL;
     int rc;
     kv_ckpt ckpt = {0};
-    bool restored = false;
     s->no_sync = opt && opt->no_sync;
     /* Before LMDB reads its meta pages: put back the checkpoint's if later commits may be torn. */
-    int code = kv_wal_prepare(dir, s->path, have, &ckpt, &restored, err);
+    int code = kv_wal_prepare(dir, s->path, have, &ckpt, err);
     if (!code && have) code = check_data_file(s->path, err);
     if (code) goto fail;
     if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 8)) ||

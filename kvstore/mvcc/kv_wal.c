@@ -219,8 +219,7 @@ int kv_ckpt_capture_metas(int fd, uint32_t psize, uint8_t *out, kv_err *err) {
     return KV_OK;
 }
 
-int kv_ckpt_restore_metas(const char *data_path, const kv_ckpt *c, bool *restored, kv_err *err) {
-    *restored = false;
+int kv_ckpt_restore_metas(const char *data_path, const kv_ckpt *c, kv_err *err) {
     int fd = open(data_path, O_RDWR);
     if (fd < 0) return io_err(err, "cannot open", data_path);
     size_t n = 2 * (size_t)c->psize;
@@ -234,8 +233,6 @@ int kv_ckpt_restore_metas(const char *data_path, const kv_ckpt *c, bool *restore
     } else if (memcmp(cur, c->metas, n)) {
         if (pwrite(fd, c->metas, n, 0) != (ssize_t)n || fdatasync(fd))
             code = io_err(err, "cannot restore the checkpoint's meta pages in", data_path);
-        else
-            *restored = true;
     }
     free(cur);
     close(fd);
